@@ -1,0 +1,345 @@
+//! The docker backend: one long-lived, labelled container per sandbox, driven through the Docker
+//! Engine API (bollard), never the docker CLI.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CommitContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::TryStreamExt;
+
+use super::{BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation};
+use crate::cleanup::{owner_label, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
+use crate::config::ResolvedConfig;
+use crate::error::{Error, Result};
+use crate::exec::RunningExec;
+use crate::paths::SandboxPath;
+
+mod exec;
+mod files;
+
+/// The repository that fork snapshots are committed to; the tag is the new sandbox's id.
+const SNAPSHOT_REPO: &str = "dagger-sandbox-snapshot";
+
+/// Version facts of a reachable Docker engine.
+#[derive(Debug, Clone)]
+pub struct DockerInfo {
+    /// The engine's version (`20.10.24+dfsg1`).
+    pub version: String,
+    /// The API version it speaks (`1.41`).
+    pub api_version: String,
+}
+
+/// Connects to the engine named by `DOCKER_HOST` (or the local socket) and checks it answers
+/// within `probe`. The error says why not, for `ENGINE_UNAVAILABLE` messages.
+pub(crate) async fn connect(probe: Duration) -> std::result::Result<Docker, String> {
+    let docker = Docker::connect_with_defaults().map_err(|e| match e {
+        DockerError::SocketNotFoundError(p) => format!("no socket at {p}"),
+        e => e.to_string(),
+    })?;
+    match tokio::time::timeout(probe, docker.ping()).await {
+        Err(_) => Err(format!("no answer within {} ms", probe.as_millis())),
+        Ok(Err(e)) => Err(describe(&e)),
+        Ok(Ok(_)) => Ok(docker),
+    }
+}
+
+/// Whether a Docker engine answers, with its version; the error says why not.
+pub async fn docker_available() -> std::result::Result<DockerInfo, String> {
+    let docker = connect(super::DOCKER_PROBE).await?;
+    let v = docker.version().await.map_err(|e| describe(&e))?;
+    Ok(DockerInfo { version: v.version.unwrap_or_default(), api_version: v.api_version.unwrap_or_default() })
+}
+
+fn describe(e: &DockerError) -> String {
+    match e {
+        DockerError::DockerResponseServerError { status_code, message } => format!("{status_code}: {message}"),
+        DockerError::HyperLegacyError { err } if err.is_connect() => "connection refused (is dockerd running?)".into(),
+        e => e.to_string(),
+    }
+}
+
+pub(crate) fn status(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Waits for an exec whose output has ended to record its exit code. The code lands a moment after
+/// the stream closes; `None` when the exec is still running after about two seconds (it closed its
+/// output but kept going).
+pub(crate) async fn wait_exit_code(docker: &Docker, exec_id: &str) -> std::result::Result<Option<i64>, DockerError> {
+    for _ in 0..400 {
+        let info = docker.inspect_exec(exec_id).await?;
+        if info.running != Some(true) {
+            return Ok(Some(info.exit_code.unwrap_or(-1)));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(None)
+}
+
+/// What a container is created with; kept so a fork gets the same limits and network.
+#[derive(Debug, Clone)]
+struct Spec {
+    image: String,
+    workdir: String,
+    network: bool,
+    memory_mb: u64,
+    pids_limit: i64,
+    labels: HashMap<String, String>,
+}
+
+/// One sandbox's container (and, for a fork, the snapshot image it was made from).
+pub(crate) struct DockerEngine {
+    docker: Docker,
+    id: String,
+    container: String,
+    spec: Spec,
+    /// The snapshot image this sandbox owns (forks only); removed on close.
+    owned_image: Option<String>,
+}
+
+impl DockerEngine {
+    /// Creates and starts the container for sandbox `id`, pulling the image first if it is missing.
+    pub(crate) async fn create(docker: Docker, cfg: &ResolvedConfig, id: &str) -> Result<Self> {
+        ensure_image(&docker, &cfg.image, id).await?;
+        let mut labels: HashMap<String, String> = cfg.labels.clone().into_iter().collect();
+        labels.insert(LABEL_MANAGED.into(), "1".into());
+        let spec = Spec {
+            image: cfg.image.clone(),
+            workdir: cfg.workdir.to_string(),
+            network: cfg.network,
+            memory_mb: cfg.memory_mb,
+            pids_limit: cfg.pids_limit,
+            labels,
+        };
+        let container = start_container(&docker, &spec, id).await?;
+        Ok(DockerEngine { docker, id: id.to_string(), container, spec, owned_image: None })
+    }
+
+    fn err(&self, op: &str, e: DockerError) -> Error {
+        Error::engine(&self.id, op, describe(&e))
+    }
+}
+
+/// Makes sure `image` exists locally, pulling it when it does not.
+async fn ensure_image(docker: &Docker, image: &str, id: &str) -> Result<()> {
+    match docker.inspect_image(image).await {
+        Ok(_) => return Ok(()),
+        Err(e) if status(&e) == Some(404) => {}
+        Err(e) => return Err(Error::engine(id, "inspecting the image", describe(&e))),
+    }
+    tracing::info!(sandbox = id, image, "pulling image");
+    let (repo, tag) = split_image(image);
+    let opts = CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build();
+    let pulled: std::result::Result<Vec<_>, _> = docker.create_image(Some(opts), None, None).try_collect().await;
+    pulled.map_err(|e| Error::Engine {
+        sandbox: id.to_string(),
+        op: format!("pulling image {image}"),
+        message: format!(
+            "{}. The image is not on this engine and could not be pulled; pull or build it (docker pull / docker import), \
+             or name a local image",
+            describe(&e)
+        ),
+    })?;
+    Ok(())
+}
+
+/// Splits `repo[:tag][@digest]` into repo and tag (`latest` by default), minding registry ports.
+fn split_image(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),
+        _ => (image, "latest"),
+    }
+}
+
+/// Creates and starts a sandbox container; a half-made container is removed on failure.
+async fn start_container(docker: &Docker, spec: &Spec, id: &str) -> Result<String> {
+    let mut labels = spec.labels.clone();
+    labels.insert(LABEL_SANDBOX.into(), id.into());
+    labels.insert(LABEL_OWNER.into(), owner_label());
+    let mb = |n: u64| (n as i64).saturating_mul(1024 * 1024);
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        // The container only keeps the sandbox alive; every command is its own exec.
+        entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+        cmd: Some(vec![]),
+        working_dir: Some(spec.workdir.clone()),
+        labels: Some(labels),
+        // Without network, skipping libnetwork setup halves the start time (bollard research §2).
+        network_disabled: Some(!spec.network),
+        stop_timeout: Some(1),
+        host_config: Some(HostConfig {
+            network_mode: Some(if spec.network { "bridge" } else { "none" }.into()),
+            memory: (spec.memory_mb > 0).then(|| mb(spec.memory_mb)),
+            memory_swap: (spec.memory_mb > 0).then(|| mb(spec.memory_mb)),
+            pids_limit: (spec.pids_limit > 0).then_some(spec.pids_limit),
+            init: Some(true),
+            cap_drop: Some(["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"].map(String::from).to_vec()),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            auto_remove: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(None::<bollard::query_parameters::CreateContainerOptions>, body)
+        .await
+        .map_err(|e| Error::engine(id, "creating the container", describe(&e)))?;
+    if let Err(e) = docker.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await
+    {
+        let _ = remove_container(docker, &created.id).await;
+        return Err(Error::engine(id, "starting the container", describe(&e)));
+    }
+    Ok(created.id)
+}
+
+/// Removes a container and its anonymous volumes; already gone counts as success.
+pub(crate) async fn remove_container(docker: &Docker, container: &str) -> std::result::Result<(), DockerError> {
+    let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    match docker.remove_container(container, Some(opts)).await {
+        Err(e) if matches!(status(&e), Some(404 | 409)) => Ok(()),
+        r => r,
+    }
+}
+
+/// Snapshot images that could not be removed yet (a fork of a fork still builds on them); every
+/// close tries them again, so the last close of a family removes them all.
+static PENDING_IMAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Removes an image; `Ok(false)` when it is still in use and must wait.
+pub(crate) async fn remove_image(docker: &Docker, image: &str) -> std::result::Result<bool, DockerError> {
+    let opts = RemoveImageOptionsBuilder::default().force(true).build();
+    match docker.remove_image(image, Some(opts), None).await {
+        Ok(_) => Ok(true),
+        Err(e) if status(&e) == Some(404) => Ok(true),
+        Err(e) if status(&e) == Some(409) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[async_trait]
+impl Engine for DockerEngine {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Docker
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::Container
+    }
+
+    fn resource_id(&self) -> String {
+        self.container.clone()
+    }
+
+    async fn start_exec(&self, spec: ExecSpec) -> Result<Box<dyn RunningExec>> {
+        if self.stat(&spec.cwd).await? != Some(EntryKind::Dir) {
+            return Err(Error::not_found(&self.id, "working directory", spec.cwd.to_string()));
+        }
+        let run = exec::DockerExec::start(&self.docker, &self.container, &self.id, spec).await?;
+        Ok(Box::new(run))
+    }
+
+    async fn upload_tar(&self, tar: Vec<u8>) -> Result<()> {
+        files::upload(self, tar).await
+    }
+
+    async fn download_tar(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+        files::download(self, path).await
+    }
+
+    async fn read_file(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+        files::read_file(self, path).await
+    }
+
+    async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>> {
+        files::stat(self, path).await
+    }
+
+    async fn remove(&self, path: &SandboxPath) -> Result<()> {
+        files::remove(self, path).await
+    }
+
+    async fn list_dir(&self, path: &SandboxPath) -> Result<Vec<DirEntry>> {
+        files::list_dir(self, path).await
+    }
+
+    async fn fork(&self, new_id: &str) -> Result<Box<dyn Engine>> {
+        let mut labels: HashMap<String, String> = self.spec.labels.clone();
+        labels.insert(LABEL_SANDBOX.into(), new_id.into());
+        labels.insert(LABEL_OWNER.into(), owner_label());
+        // pause=true: a commit of a container whose processes keep writing must not be torn.
+        let opts = CommitContainerOptionsBuilder::default()
+            .container(&self.container)
+            .repo(SNAPSHOT_REPO)
+            .tag(new_id)
+            .pause(true)
+            .build();
+        let snap = self
+            .docker
+            .commit_container(opts, ContainerConfig { labels: Some(labels), ..Default::default() })
+            .await
+            .map_err(|e| self.err("committing the fork snapshot", e))?;
+        let spec = Spec { image: snap.id.clone(), ..self.spec.clone() };
+        let container = match start_container(&self.docker, &spec, new_id).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = remove_image(&self.docker, &snap.id).await;
+                return Err(e);
+            }
+        };
+        Ok(Box::new(DockerEngine {
+            docker: self.docker.clone(),
+            id: new_id.to_string(),
+            container,
+            spec: Spec { image: self.spec.image.clone(), ..spec },
+            owned_image: Some(snap.id),
+        }))
+    }
+
+    async fn close(&self) -> Result<()> {
+        remove_container(&self.docker, &self.container).await.map_err(|e| self.err("removing the container", e))?;
+        let mut todo: Vec<String> = std::mem::take(&mut *PENDING_IMAGES.lock().unwrap_or_else(|p| p.into_inner()));
+        todo.extend(self.owned_image.clone());
+        let mut still = Vec::new();
+        // Newest first: a snapshot's own forks must go before it can.
+        for image in todo.into_iter().rev() {
+            match remove_image(&self.docker, &image).await {
+                Ok(true) => {}
+                Ok(false) => still.push(image),
+                Err(e) => {
+                    tracing::warn!(sandbox = %self.id, image, "removing a snapshot image failed: {}", describe(&e));
+                    still.push(image);
+                }
+            }
+        }
+        still.reverse();
+        PENDING_IMAGES.lock().unwrap_or_else(|p| p.into_inner()).extend(still);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_image;
+
+    #[test]
+    fn image_names_split_into_repo_and_tag() {
+        assert_eq!(split_image("node:20-alpine3.22"), ("node", "20-alpine3.22"));
+        assert_eq!(split_image("busybox"), ("busybox", "latest"));
+        assert_eq!(split_image("localhost:5000/x/y"), ("localhost:5000/x/y", "latest"));
+        assert_eq!(split_image("localhost:5000/x/y:1"), ("localhost:5000/x/y", "1"));
+        assert_eq!(split_image("a@sha256:00"), ("a@sha256:00", ""));
+    }
+}

@@ -1,0 +1,160 @@
+//! Commands in a local sandbox: `sh -c` as a host process leading its own process group, with a
+//! kill that reaches the whole group and any process that left it.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Child;
+use tokio::sync::mpsc;
+
+use crate::backend::ExecSpec;
+use crate::error::{Error, Result};
+use crate::exec::{OutputChunk, OutputStream, RunningExec};
+
+/// The variable that marks every process of one exec, so a kill can find those that left the
+/// process group (`setsid`).
+const MARKER_VAR: &str = "DAGGER_SANDBOX_EXEC";
+
+/// PATH for commands when the host has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A running host process of a local sandbox.
+pub(super) struct LocalExec {
+    sandbox: String,
+    child: Child,
+    pgid: i32,
+    marker: String,
+    output: mpsc::Receiver<Result<OutputChunk>>,
+}
+
+impl LocalExec {
+    /// Starts `sh -c command` in the sandbox directory with only the sandbox's env (plus PATH, HOME,
+    /// TMPDIR and LANG pointing inside it): host variables are not leaked in.
+    pub(super) fn start(sandbox: &str, root: &Path, spec: ExecSpec) -> Result<Self> {
+        let marker = uuid::Uuid::new_v4().simple().to_string();
+        let cwd = root.join(spec.cwd.relative());
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(&spec.command)
+            .current_dir(&cwd)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into()))
+            .env("HOME", root.join("root"))
+            .env("TMPDIR", root.join("tmp"))
+            .env("LANG", "C.UTF-8")
+            .env("SANDBOX_ROOT", root)
+            .envs(&spec.env)
+            .env(MARKER_VAR, &marker)
+            .process_group(0)
+            .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::io(format!("sandbox {sandbox}: starting /bin/sh in {}", cwd.display()), e))?;
+        let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+        if let (Some(data), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&data).await;
+                let _ = stdin.shutdown().await; // EOF for the command
+            });
+        }
+        let (tx, rx) = mpsc::channel(16);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump(out, OutputStream::Stdout, tx.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump(err, OutputStream::Stderr, tx));
+        }
+        Ok(LocalExec { sandbox: sandbox.to_string(), child, pgid, marker, output: rx })
+    }
+}
+
+/// Forwards one pipe's bytes as chunks until EOF (every writer, children included, closed it).
+async fn pump(mut pipe: impl AsyncRead + Unpin, stream: OutputStream, tx: mpsc::Sender<Result<OutputChunk>>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => {
+                let chunk = OutputChunk { stream, data: Bytes::copy_from_slice(&buf[..n]) };
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(Error::io(format!("reading {}", stream.as_str()), e))).await;
+                return;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl RunningExec for LocalExec {
+    async fn next_chunk(&mut self) -> Option<Result<OutputChunk>> {
+        self.output.recv().await
+    }
+
+    async fn kill(&mut self) -> Result<()> {
+        use nix::sys::signal::{killpg, Signal};
+        use nix::unistd::Pid;
+        // The syscall on the group we created, never `kill -SIG -PGID` through a shell (procps on
+        // Debian 12 can turn that into kill(-1)). pgid > 1 guards against ever signalling init or all.
+        if self.pgid > 1 {
+            let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+        }
+        kill_marked(&self.marker);
+        Ok(())
+    }
+
+    async fn exit_code(&mut self) -> Result<i64> {
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| Error::io(format!("sandbox {}: waiting for the command", self.sandbox), e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if let Some(sig) = status.signal() {
+                return Ok(128 + sig as i64);
+            }
+        }
+        Ok(status.code().unwrap_or(-1) as i64)
+    }
+}
+
+/// Kills processes that carry this exec's marker but left its process group. Only processes our
+/// own exec started can carry the random marker.
+#[cfg(target_os = "linux")]
+fn kill_marked(marker: &str) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let needle = format!("{MARKER_VAR}={marker}");
+    let me = std::process::id() as i32;
+    for _round in 0..3 {
+        let mut found = false;
+        let Ok(rd) = std::fs::read_dir("/proc") else { return };
+        for entry in rd.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            if pid <= 1 || pid == me {
+                continue;
+            }
+            let Ok(env) = std::fs::read(entry.path().join("environ")) else { continue };
+            if env.split(|b| *b == 0).any(|var| var == needle.as_bytes()) {
+                found = true;
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        if !found {
+            return;
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kill_marked(_marker: &str) {}

@@ -1,0 +1,360 @@
+//! The local backend: a private host directory stands for the sandbox root and commands run as
+//! host processes in their own process group. Isolation is `process` only: commands see the host.
+//!
+//! Every file operation goes through a capability handle on the sandbox directory (cap-std), so no
+//! path, `..` or symlink (even one a command planted) can read or write outside it; such a path is
+//! `INVALID_PATH`.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cap_std::fs::{Dir, OpenOptions, PermissionsExt};
+
+use super::{BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation};
+use crate::cleanup::owner_label;
+use crate::config::ResolvedConfig;
+use crate::error::{Error, Result};
+use crate::exec::RunningExec;
+use crate::paths::SandboxPath;
+
+mod exec;
+
+/// The host directory that holds every local sandbox (`$DAGGER_SANDBOX_LOCAL_DIR`, or
+/// `dagger-sandbox` under the system temp directory).
+pub fn local_sandbox_parent() -> PathBuf {
+    std::env::var_os("DAGGER_SANDBOX_LOCAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("dagger-sandbox"))
+}
+
+/// The file in a local sandbox's directory naming the process that owns it (`pid@boot-id`).
+pub(crate) const OWNER_FILE: &str = "owner";
+
+/// One local sandbox: `<parent>/<id>/root` is its `/`. The files live behind an `Arc` so blocking
+/// file work can move to tokio's blocking pool on any runtime flavour.
+pub(crate) struct LocalEngine {
+    fs: Arc<LocalFs>,
+}
+
+/// The sandbox directory and the capability handle all file work goes through.
+struct LocalFs {
+    id: String,
+    /// `<parent>/<id>`: removed whole on close.
+    home: PathBuf,
+    /// `<home>/root`, the sandbox's `/` on the host.
+    root_path: PathBuf,
+    root: Dir,
+}
+
+impl LocalEngine {
+    /// Makes the private directory for sandbox `id`, with the workdir, `/tmp` and `/root` inside.
+    pub(crate) fn create(cfg: &ResolvedConfig, id: &str) -> Result<Self> {
+        Ok(LocalEngine { fs: Arc::new(LocalFs::create(cfg, id)?) })
+    }
+
+    /// Runs blocking file work on the blocking pool.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&LocalFs) -> Result<T> + Send + 'static) -> Result<T> {
+        let fs = self.fs.clone();
+        tokio::task::spawn_blocking(move || f(&fs))
+            .await
+            .map_err(|e| Error::io("local file work", io::Error::other(e)))?
+    }
+}
+
+impl LocalFs {
+    fn create(cfg: &ResolvedConfig, id: &str) -> Result<Self> {
+        let e = Self::make(id)?;
+        for dir in [cfg.workdir.relative(), "tmp", "root"] {
+            if !dir.is_empty() {
+                e.root.create_dir_all(dir).map_err(|err| e.map_err(err, "creating", &cfg.workdir))?;
+            }
+        }
+        Ok(e)
+    }
+
+    fn make(id: &str) -> Result<Self> {
+        let parent = local_sandbox_parent();
+        let home = parent.join(id);
+        let root_path = home.join("root");
+        let mk = |p: &Path| {
+            let mut b = std::fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+            b.create(p).map_err(|e| Error::io(format!("creating local sandbox directory {}", p.display()), e))
+        };
+        mk(&root_path)?;
+        std::fs::write(home.join(OWNER_FILE), owner_label())
+            .map_err(|e| Error::io(format!("writing {}", home.join(OWNER_FILE).display()), e))?;
+        let root = Dir::open_ambient_dir(&root_path, cap_std::ambient_authority())
+            .map_err(|e| Error::io(format!("opening {}", root_path.display()), e))?;
+        Ok(LocalFs { id: id.to_string(), home, root_path, root })
+    }
+
+    /// The sandbox path as a path relative to the root handle (`.` for `/`).
+    fn rel(path: &SandboxPath) -> &Path {
+        if path.is_root() {
+            Path::new(".")
+        } else {
+            Path::new(path.relative())
+        }
+    }
+
+    /// Turns a host I/O error on `path` into the API's error codes.
+    fn map_err(&self, e: io::Error, op: &str, path: &SandboxPath) -> Error {
+        let text = e.to_string();
+        if text.contains("outside of the filesystem") || text.contains("outside the filesystem") {
+            return Error::invalid_path(
+                path.to_string(),
+                "it leads outside the sandbox (through a symlink or an absolute link)",
+            );
+        }
+        match e.kind() {
+            io::ErrorKind::NotFound => Error::not_found(&self.id, "path", path.to_string()),
+            io::ErrorKind::IsADirectory => {
+                Error::InvalidArgument(format!("sandbox {}: {path} is a directory", self.id))
+            }
+            io::ErrorKind::NotADirectory => {
+                Error::InvalidArgument(format!("sandbox {}: a parent of {path} is not a directory", self.id))
+            }
+            io::ErrorKind::AlreadyExists | io::ErrorKind::DirectoryNotEmpty => {
+                Error::InvalidArgument(format!("sandbox {}: {op} {path}: {e}", self.id))
+            }
+            _ if e.raw_os_error() == Some(40) => {
+                Error::invalid_path(path.to_string(), "too many levels of symbolic links")
+            }
+            _ => Error::io(format!("sandbox {}: {op} {path}", self.id), e),
+        }
+    }
+
+    /// Creates a directory and its parents. An existing link there that leads out of the sandbox is
+    /// `INVALID_PATH`, not "file exists".
+    fn create_dirs(&self, path: &SandboxPath) -> Result<()> {
+        self.root.create_dir_all(Self::rel(path)).map_err(|e| match self.root.open_dir(Self::rel(path)) {
+            Err(why) if e.kind() == io::ErrorKind::AlreadyExists => self.map_err(why, "creating", path),
+            _ => self.map_err(e, "creating", path),
+        })
+    }
+
+    /// Writes one archive entry, replacing a file or link already there (as tar extraction does).
+    fn write_entry(&self, entry: &mut tar::Entry<'_, &[u8]>) -> Result<()> {
+        let raw = entry.path().map_err(|e| Error::io("reading the upload", e))?.to_string_lossy().into_owned();
+        let path = SandboxPath::resolve(&SandboxPath::root(), &raw)?;
+        let rel = Self::rel(&path);
+        let kind = entry.header().entry_type();
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+        if kind.is_dir() {
+            if path.is_root() {
+                return Ok(());
+            }
+            return self.create_dirs(&path);
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.is_root()) {
+            self.create_dirs(&parent)?;
+        }
+        if let Ok(meta) = self.root.symlink_metadata(rel) {
+            if meta.file_type().is_symlink() {
+                // Replace the link itself; never write through it.
+                self.root.remove_file(rel).map_err(|e| self.map_err(e, "replacing", &path))?;
+            } else if meta.is_dir() {
+                return Err(Error::InvalidArgument(format!(
+                    "sandbox {}: a write would replace the directory {path} with a file",
+                    self.id
+                )));
+            }
+        }
+        if kind.is_symlink() {
+            let target = entry
+                .link_name()
+                .map_err(|e| Error::io("reading the upload", e))?
+                .ok_or_else(|| Error::InvalidArgument(format!("symlink {path} has no target")))?;
+            return self.root.symlink_contents(target, rel).map_err(|e| self.map_err(e, "linking", &path));
+        }
+        if !kind.is_file() {
+            return Ok(()); // devices and fifos are not carried
+        }
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        let mut f = self.root.open_with(rel, &opts).map_err(|e| self.map_err(e, "writing", &path))?;
+        io::copy(entry, &mut f).map_err(|e| self.map_err(e, "writing", &path))?;
+        f.set_permissions(cap_std::fs::Permissions::from_mode(mode))
+            .map_err(|e| self.map_err(e, "setting the mode of", &path))?;
+        Ok(())
+    }
+
+    /// Appends the tree under `dir` (relative name `prefix`) to `w`, links kept as links.
+    fn pack(&self, dir: &Dir, prefix: &str, tar: &mut tar::Builder<Vec<u8>>, at: &SandboxPath) -> Result<()> {
+        let mut entries: Vec<_> = dir
+            .entries()
+            .map_err(|e| self.map_err(e, "listing", at))?
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| self.map_err(e, "listing", at))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = format!("{prefix}{name}");
+            let here = at.join(&name)?;
+            let ft = entry.file_type().map_err(|e| self.map_err(e, "reading", &here))?;
+            let mut h = tar::Header::new_gnu();
+            if ft.is_dir() {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(|e| Error::io("packing", e))?;
+                let sub = dir.open_dir(&name).map_err(|e| self.map_err(e, "opening", &here))?;
+                self.pack(&sub, &format!("{rel}/"), tar, &here)?;
+            } else if ft.is_symlink() {
+                let target = dir.read_link_contents(&name).map_err(|e| self.map_err(e, "reading", &here))?;
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_size(0);
+                tar.append_link(&mut h, &rel, target).map_err(|e| Error::io("packing", e))?;
+            } else if ft.is_file() {
+                let mut f = dir.open(&name).map_err(|e| self.map_err(e, "reading", &here))?;
+                let meta = f.metadata().map_err(|e| self.map_err(e, "reading", &here))?;
+                let mut data = Vec::with_capacity(meta.len() as usize);
+                f.read_to_end(&mut data).map_err(|e| self.map_err(e, "reading", &here))?;
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(meta.permissions().mode() & 0o7777);
+                h.set_size(data.len() as u64);
+                tar.append_data(&mut h, &rel, &data[..]).map_err(|e| Error::io("packing", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn upload_blocking(&self, tar_bytes: &[u8]) -> Result<()> {
+        let mut ar = tar::Archive::new(tar_bytes);
+        for entry in ar.entries().map_err(|e| Error::io("reading the upload", e))? {
+            let mut entry = entry.map_err(|e| Error::io("reading the upload", e))?;
+            self.write_entry(&mut entry)?;
+        }
+        Ok(())
+    }
+
+    fn download_blocking(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+        let dir = self.root.open_dir(Self::rel(path)).map_err(|e| self.map_err(e, "opening", path))?;
+        let mut tar = tar::Builder::new(Vec::new());
+        self.pack(&dir, "./", &mut tar, path)?;
+        tar.into_inner().map_err(|e| Error::io("packing", e))
+    }
+}
+
+#[async_trait]
+impl Engine for LocalEngine {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Local
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::Process
+    }
+
+    fn resource_id(&self) -> String {
+        self.fs.root_path.display().to_string()
+    }
+
+    async fn start_exec(&self, spec: ExecSpec) -> Result<Box<dyn RunningExec>> {
+        let fs = &self.fs;
+        // Opening the directory through the handle proves it is inside the sandbox.
+        match fs.root.open_dir(LocalFs::rel(&spec.cwd)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::not_found(&fs.id, "working directory", spec.cwd.to_string()))
+            }
+            Err(e) => return Err(fs.map_err(e, "entering", &spec.cwd)),
+        }
+        let run = exec::LocalExec::start(&fs.id, &fs.root_path, spec)?;
+        Ok(Box::new(run))
+    }
+
+    async fn upload_tar(&self, tar: Vec<u8>) -> Result<()> {
+        self.blocking(move |fs| fs.upload_blocking(&tar)).await
+    }
+
+    async fn download_tar(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+        let path = path.clone();
+        self.blocking(move |fs| fs.download_blocking(&path)).await
+    }
+
+    async fn read_file(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+        let path = path.clone();
+        self.blocking(move |fs| fs.root.read(LocalFs::rel(&path)).map_err(|e| fs.map_err(e, "reading", &path))).await
+    }
+
+    async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>> {
+        let fs = &self.fs;
+        match fs.root.symlink_metadata(LocalFs::rel(path)) {
+            Ok(m) => Ok(Some(kind_of(m.file_type()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(fs.map_err(e, "checking", path)),
+        }
+    }
+
+    async fn remove(&self, path: &SandboxPath) -> Result<()> {
+        let path = path.clone();
+        self.blocking(move |fs| {
+            let rel = LocalFs::rel(&path);
+            let meta = fs.root.symlink_metadata(rel).map_err(|e| fs.map_err(e, "deleting", &path))?;
+            if meta.is_dir() { fs.root.remove_dir_all(rel) } else { fs.root.remove_file(rel) }
+                .map_err(|e| fs.map_err(e, "deleting", &path))
+        })
+        .await
+    }
+
+    async fn list_dir(&self, path: &SandboxPath) -> Result<Vec<DirEntry>> {
+        let path = path.clone();
+        self.blocking(move |fs| {
+            let mut out = Vec::new();
+            for entry in fs.root.read_dir(LocalFs::rel(&path)).map_err(|e| fs.map_err(e, "listing", &path))? {
+                let entry = entry.map_err(|e| fs.map_err(e, "listing", &path))?;
+                let ft = entry.file_type().map_err(|e| fs.map_err(e, "listing", &path))?;
+                let size = if ft.is_dir() { 0 } else { entry.metadata().map(|m| m.len()).unwrap_or(0) };
+                out.push(DirEntry { name: entry.file_name().to_string_lossy().into_owned(), kind: kind_of(ft), size });
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn fork(&self, new_id: &str) -> Result<Box<dyn Engine>> {
+        let new_id = new_id.to_string();
+        let child = self
+            .blocking(move |fs| {
+                let child = LocalFs::make(&new_id)?;
+                let tar = fs.download_blocking(&SandboxPath::root())?;
+                if let Err(e) = child.upload_blocking(&tar) {
+                    let _ = std::fs::remove_dir_all(&child.home);
+                    return Err(e);
+                }
+                Ok(child)
+            })
+            .await?;
+        Ok(Box::new(LocalEngine { fs: Arc::new(child) }))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.blocking(|fs| match std::fs::remove_dir_all(&fs.home) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(Error::io(format!("removing {}", fs.home.display()), e))
+            }
+            _ => Ok(()),
+        })
+        .await
+    }
+}
+
+fn kind_of(ft: cap_std::fs::FileType) -> EntryKind {
+    if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    }
+}

@@ -1,0 +1,433 @@
+//! Sandbox configuration: the typed options, their safe defaults, templates, and the JSON file form.
+//!
+//! Every key can be set in code with the builder methods or read from a JSON file with
+//! [`SandboxConfig::from_json_file`]; keys are camelCase there and unknown keys are an error, so a
+//! typo never silently falls back to a default. The keys are documented in `docs/configuration.md`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::paths::SandboxPath;
+
+/// The image used when neither `image` nor `template` is given.
+pub const DEFAULT_IMAGE: &str = "node:20-alpine3.22";
+/// The working directory used when none is given.
+pub const DEFAULT_WORKDIR: &str = "/workspace";
+/// The default exec timeout: 600 s, from the seed design.
+pub const DEFAULT_TIMEOUT_MS: u64 = 600_000;
+/// The default cap on each of stdout and stderr kept per exec (head and tail are kept).
+pub const DEFAULT_OUTPUT_CAP_BYTES: usize = 1024 * 1024;
+/// The default memory limit, where the engine supports one.
+pub const DEFAULT_MEMORY_MB: u64 = 2048;
+/// The default limit on processes, where the engine supports one.
+pub const DEFAULT_PIDS_LIMIT: i64 = 1024;
+
+/// Which engine to use; `auto` picks the strongest one that answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// Dagger, then Docker, then local (with a warning), each probe bounded in time.
+    #[default]
+    Auto,
+    /// The Dagger engine.
+    Dagger,
+    /// The Docker Engine API.
+    Docker,
+    /// Host processes in a private directory.
+    Local,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "dagger" => Ok(Self::Dagger),
+            "docker" => Ok(Self::Docker),
+            "local" => Ok(Self::Local),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown backend {other:?}; expected auto, dagger, docker or local"
+            ))),
+        }
+    }
+}
+
+/// A named set of defaults (image, workdir) for a kind of project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// The template's name (`node`, `python`, ...).
+    pub name: &'static str,
+    /// The image it starts from.
+    pub image: &'static str,
+    /// The working directory it starts in.
+    pub workdir: &'static str,
+}
+
+/// The built-in templates.
+pub const TEMPLATES: &[Template] = &[
+    Template { name: "node", image: "node:20-alpine3.22", workdir: DEFAULT_WORKDIR },
+    Template { name: "python", image: "python:3.12-alpine3.22", workdir: DEFAULT_WORKDIR },
+    Template { name: "base", image: "alpine:3.22", workdir: DEFAULT_WORKDIR },
+];
+
+/// Looks up a built-in template by name.
+pub fn template(name: &str) -> Option<&'static Template> {
+    TEMPLATES.iter().find(|t| t.name == name)
+}
+
+/// Everything a sandbox is created from. `Default` gives the safe defaults documented on each field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct SandboxConfig {
+    /// Engine to use (default `auto`).
+    pub backend: BackendChoice,
+    /// Image to start from; wins over `template` (default `node:20-alpine3.22`).
+    pub image: Option<String>,
+    /// Named template (`node`, `python`, `base`) giving image and workdir.
+    pub template: Option<String>,
+    /// Working directory, absolute (default `/workspace`); created if missing.
+    pub workdir: Option<String>,
+    /// Default exec timeout in milliseconds (default 600000).
+    pub timeout_ms: Option<u64>,
+    /// Environment variables set for every exec.
+    pub env: BTreeMap<String, String>,
+    /// Globs of host variable names copied into the sandbox env at create (e.g. `DATABRICKS_*`).
+    pub env_passthrough: Vec<String>,
+    /// Globs of sandbox paths where writes and deletes are refused (e.g. `/etc/**`, `**/.git/**`).
+    pub restricted_paths: Vec<String>,
+    /// Network access for commands (default off).
+    pub network: bool,
+    /// Memory limit in MiB where the engine supports one (default 2048; 0 = no limit).
+    pub memory_mb: Option<u64>,
+    /// Process-count limit where the engine supports one (default 1024; 0 = no limit).
+    pub pids_limit: Option<i64>,
+    /// Bytes of each of stdout/stderr kept per exec; the middle is dropped (default 1 MiB).
+    pub output_cap_bytes: Option<usize>,
+    /// Whether `auto` may fall back to a weaker backend (default true). `false` makes a missing
+    /// engine an `ENGINE_UNAVAILABLE` error instead.
+    pub fallback: Option<bool>,
+    /// Extra labels put on engine resources (containers, images), e.g. a session or project id.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl SandboxConfig {
+    /// A config with every default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads a config from a JSON file; unknown keys are an error.
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading config file {}", path.display()), e))?;
+        Self::from_json_str(&text).map_err(|e| match e {
+            Error::InvalidArgument(m) => Error::InvalidArgument(format!("{}: {m}", path.display())),
+            e => e,
+        })
+    }
+
+    /// Parses a config from JSON text; unknown keys are an error.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("config: {e}")))
+    }
+
+    /// Sets the backend.
+    pub fn backend(mut self, backend: BackendChoice) -> Self {
+        self.backend = backend;
+        self
+    }
+    /// Sets the image.
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+    /// Sets the template.
+    pub fn template(mut self, name: impl Into<String>) -> Self {
+        self.template = Some(name.into());
+        self
+    }
+    /// Sets the working directory.
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+    /// Sets the default exec timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout_ms = Some(timeout.as_millis() as u64);
+        self
+    }
+    /// Adds one environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+    /// Adds a glob of host variable names to copy in at create.
+    pub fn env_passthrough(mut self, glob: impl Into<String>) -> Self {
+        self.env_passthrough.push(glob.into());
+        self
+    }
+    /// Adds a restricted-path glob.
+    pub fn restricted_path(mut self, glob: impl Into<String>) -> Self {
+        self.restricted_paths.push(glob.into());
+        self
+    }
+    /// Turns network access on or off.
+    pub fn network(mut self, on: bool) -> Self {
+        self.network = on;
+        self
+    }
+    /// Sets the memory limit in MiB (0 = none).
+    pub fn memory_mb(mut self, mb: u64) -> Self {
+        self.memory_mb = Some(mb);
+        self
+    }
+    /// Sets the process-count limit (0 = none).
+    pub fn pids_limit(mut self, n: i64) -> Self {
+        self.pids_limit = Some(n);
+        self
+    }
+    /// Sets the per-stream output cap in bytes.
+    pub fn output_cap_bytes(mut self, n: usize) -> Self {
+        self.output_cap_bytes = Some(n);
+        self
+    }
+    /// Allows or forbids falling back to a weaker backend.
+    pub fn fallback(mut self, on: bool) -> Self {
+        self.fallback = Some(on);
+        self
+    }
+    /// Adds a label for engine resources.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Checks every value and fills in defaults, reading host variables for `envPassthrough`.
+    pub(crate) fn resolve(&self) -> Result<ResolvedConfig> {
+        let tpl = match &self.template {
+            Some(name) => Some(template(name).ok_or_else(|| {
+                let names: Vec<_> = TEMPLATES.iter().map(|t| t.name).collect();
+                Error::InvalidArgument(format!("unknown template {name:?}; known: {}", names.join(", ")))
+            })?),
+            None => None,
+        };
+        let image = self
+            .image
+            .clone()
+            .or_else(|| tpl.map(|t| t.image.to_string()))
+            .unwrap_or_else(|| DEFAULT_IMAGE.to_string());
+        if image.trim().is_empty() {
+            return Err(Error::InvalidArgument("image must not be empty".into()));
+        }
+        let workdir_text = self
+            .workdir
+            .clone()
+            .or_else(|| tpl.map(|t| t.workdir.to_string()))
+            .unwrap_or_else(|| DEFAULT_WORKDIR.to_string());
+        if !workdir_text.starts_with('/') {
+            return Err(Error::InvalidArgument(format!("workdir must be absolute, got {workdir_text:?}")));
+        }
+        let workdir = SandboxPath::resolve(&SandboxPath::root(), &workdir_text)?;
+        let timeout_ms = self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        if timeout_ms == 0 {
+            return Err(Error::InvalidArgument("timeoutMs must be greater than 0".into()));
+        }
+        let output_cap = self.output_cap_bytes.unwrap_or(DEFAULT_OUTPUT_CAP_BYTES);
+        if output_cap < 64 {
+            return Err(Error::InvalidArgument(format!("outputCapBytes must be at least 64, got {output_cap}")));
+        }
+        let mut env = BTreeMap::new();
+        if !self.env_passthrough.is_empty() {
+            let globs = build_globset("envPassthrough", &self.env_passthrough)?;
+            for (k, v) in std::env::vars() {
+                if globs.is_match(&k) {
+                    env.insert(k, v);
+                }
+            }
+        }
+        for (k, v) in &self.env {
+            validate_env(k, v)?;
+            env.insert(k.clone(), v.clone());
+        }
+        let restricted = RestrictedPaths::new(&self.restricted_paths)?;
+        Ok(ResolvedConfig {
+            backend: self.backend,
+            image,
+            workdir,
+            timeout: Duration::from_millis(timeout_ms),
+            env,
+            restricted,
+            network: self.network,
+            memory_mb: self.memory_mb.unwrap_or(DEFAULT_MEMORY_MB),
+            pids_limit: self.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT),
+            output_cap,
+            fallback: self.fallback.unwrap_or(true),
+            labels: self.labels.clone(),
+        })
+    }
+}
+
+/// A config with every default applied and every value checked.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedConfig {
+    pub backend: BackendChoice,
+    pub image: String,
+    pub workdir: SandboxPath,
+    pub timeout: Duration,
+    pub env: BTreeMap<String, String>,
+    pub restricted: RestrictedPaths,
+    pub network: bool,
+    pub memory_mb: u64,
+    pub pids_limit: i64,
+    pub output_cap: usize,
+    pub fallback: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Refuses a variable name or value that no engine could pass on intact.
+pub(crate) fn validate_env(key: &str, value: &str) -> Result<()> {
+    if key.is_empty() || key.contains('=') || key.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "environment variable name {key:?} must be non-empty and contain no '=' or NUL"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(Error::InvalidArgument(format!("environment variable {key} has a NUL byte in its value")));
+    }
+    Ok(())
+}
+
+fn build_globset(field: &str, globs: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        let glob = Glob::new(g).map_err(|e| Error::InvalidArgument(format!("{field}: bad glob {g:?}: {e}")))?;
+        b.add(glob);
+    }
+    b.build().map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))
+}
+
+/// The compiled `restrictedPaths` globs, matched against absolute sandbox paths.
+#[derive(Debug, Clone)]
+pub(crate) struct RestrictedPaths {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl RestrictedPaths {
+    fn new(patterns: &[String]) -> Result<Self> {
+        Ok(Self { patterns: patterns.to_vec(), set: build_globset("restrictedPaths", patterns)? })
+    }
+
+    /// The pattern that forbids touching `path`: one matching it or any directory above it.
+    pub fn check(&self, path: &SandboxPath) -> Option<&str> {
+        if self.patterns.is_empty() {
+            return None;
+        }
+        let mut p = Some(path.clone());
+        while let Some(cur) = p {
+            if let Some(i) = self.set.matches(cur.as_str()).first() {
+                return Some(&self.patterns[*i]);
+            }
+            p = cur.parent();
+        }
+        None
+    }
+
+    /// Like [`check`](Self::check), but also refuses a directory that holds a protected path, for
+    /// recursive deletes. A pattern's fixed prefix (`/etc/` of `/etc/**`) tells where it applies;
+    /// patterns that start with a wildcard (`**/.git`) are checked against the named path only.
+    pub fn check_tree(&self, path: &SandboxPath) -> Option<&str> {
+        if let Some(p) = self.check(path) {
+            return Some(p);
+        }
+        let dir = format!("{}/", path.as_str().trim_end_matches('/'));
+        self.patterns.iter().map(String::as_str).find(|pat| {
+            let fixed = &pat[..pat.find(['*', '?', '[', '{']).unwrap_or(pat.len())];
+            fixed.starts_with(&dir)
+        })
+    }
+}
+
+impl PartialEq for RestrictedPaths {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe() {
+        let r = SandboxConfig::new().resolve().unwrap();
+        assert_eq!(r.image, DEFAULT_IMAGE);
+        assert_eq!(r.workdir.as_str(), "/workspace");
+        assert_eq!(r.timeout, Duration::from_secs(600));
+        assert!(!r.network);
+        assert!(r.fallback);
+        assert_eq!(r.output_cap, 1024 * 1024);
+    }
+
+    #[test]
+    fn json_file_keys_are_camel_case_and_strict() {
+        let c = SandboxConfig::from_json_str(
+            r#"{"backend":"docker","template":"python","timeoutMs":5000,"envPassthrough":["X_*"],
+                "restrictedPaths":["/etc/**"],"memoryMb":512,"pidsLimit":64,"outputCapBytes":4096,
+                "network":true,"fallback":false,"env":{"A":"1"},"labels":{"project":"p"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.backend, BackendChoice::Docker);
+        let r = c.resolve().unwrap();
+        assert_eq!(r.image, "python:3.12-alpine3.22");
+        assert_eq!(r.timeout, Duration::from_millis(5000));
+        assert_eq!(r.memory_mb, 512);
+        assert!(!r.fallback);
+        let err = SandboxConfig::from_json_str(r#"{"imgae":"x"}"#).unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::InvalidArgument);
+        assert!(err.to_string().contains("imgae"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_invalid_argument() {
+        for c in [
+            SandboxConfig::new().workdir("relative"),
+            SandboxConfig::new().template("cobol"),
+            SandboxConfig::new().timeout(Duration::ZERO),
+            SandboxConfig::new().env("A=B", "x"),
+            SandboxConfig::new().restricted_path("[unclosed"),
+            SandboxConfig::new().image(" "),
+        ] {
+            assert_eq!(c.resolve().unwrap_err().code(), crate::ErrorCode::InvalidArgument, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn env_passthrough_copies_matching_host_vars_only() {
+        std::env::set_var("DSBX_TEST_PASS_A", "1");
+        std::env::set_var("DSBX_OTHER", "2");
+        let r = SandboxConfig::new().env_passthrough("DSBX_TEST_PASS_*").resolve().unwrap();
+        assert_eq!(r.env.get("DSBX_TEST_PASS_A").map(String::as_str), Some("1"));
+        assert!(!r.env.contains_key("DSBX_OTHER"));
+    }
+
+    #[test]
+    fn restricted_paths_cover_descendants_and_trees() {
+        let r = RestrictedPaths::new(&["/etc/**".into(), "**/.git".into()]).unwrap();
+        let p = |s: &str| SandboxPath::resolve(&SandboxPath::root(), s).unwrap();
+        assert!(r.check(&p("/etc/passwd")).is_some());
+        assert!(r.check(&p("/workspace/.git/config")).is_some());
+        assert!(r.check(&p("/workspace/src/a.ts")).is_none());
+        assert!(r.check(&p("/etc")).is_none());
+        assert!(r.check_tree(&p("/etc")).is_some());
+        assert!(r.check_tree(&p("/")).is_some());
+        assert!(r.check_tree(&p("/workspace")).is_none());
+    }
+}

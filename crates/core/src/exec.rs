@@ -1,0 +1,325 @@
+//! Exec options and results, the head-and-tail output cap, and the one loop that enforces timeouts,
+//! cancellation and streaming for every backend.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl OutputStream {
+    /// `"stdout"` or `"stderr"`, as the bridge and REST API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// A piece of output as the command wrote it: not line-aligned, and UTF-8 may be split across chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// The stream it was written to.
+    pub stream: OutputStream,
+    /// The bytes written.
+    pub data: Bytes,
+}
+
+/// Per-call exec settings; everything defaults to the sandbox's own state.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ExecOptions {
+    /// Variables added to (and overriding) the sandbox env for this call only.
+    pub env: BTreeMap<String, String>,
+    /// Working directory for this call; relative paths resolve against the sandbox workdir.
+    pub cwd: Option<String>,
+    /// Timeout for this call; the sandbox's default when `None`.
+    pub timeout: Option<Duration>,
+    /// Bytes fed to the command's standard input, then EOF. Without it stdin is empty.
+    pub stdin: Option<Vec<u8>>,
+    /// Receives output chunks as they are written (the streaming variant). A slow receiver slows
+    /// the command down rather than losing output; a dropped receiver is ignored.
+    pub output: Option<mpsc::Sender<OutputChunk>>,
+    /// Cancels the call: the command is killed and the call fails with `CANCELLED`.
+    pub cancel: Option<CancellationToken>,
+}
+
+impl ExecOptions {
+    /// Options with every default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds one variable for this call.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+    /// Sets the working directory for this call.
+    pub fn cwd(mut self, dir: impl Into<String>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+    /// Sets the timeout for this call.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+    /// Sets the bytes fed to standard input.
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+    /// Streams output chunks to `tx` as they come.
+    pub fn output(mut self, tx: mpsc::Sender<OutputChunk>) -> Self {
+        self.output = Some(tx);
+        self
+    }
+    /// Lets `token` cancel the call.
+    pub fn cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+}
+
+/// What a finished command produced. A non-zero `exit_code` is a result, not an error.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecResult {
+    /// The command's exit code (`-1` when it was killed before it exited).
+    pub exit_code: i64,
+    /// Standard output, UTF-8 (invalid bytes replaced); head and tail kept when over the cap.
+    pub stdout: String,
+    /// Standard error, as `stdout`.
+    pub stderr: String,
+    /// Wall time from start to the end of output, in milliseconds.
+    pub duration_ms: u64,
+    /// Whether either stream went over the output cap and lost its middle.
+    pub truncated: bool,
+    /// Bytes of stdout dropped from the middle.
+    pub stdout_dropped: u64,
+    /// Bytes of stderr dropped from the middle.
+    pub stderr_dropped: u64,
+}
+
+impl ExecResult {
+    /// Whether the command exited with code 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == 0
+    }
+}
+
+/// Keeps the first and last bytes of a stream within a cap and counts what it drops between them.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    head_cap: usize,
+    tail_cap: usize,
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Capture {
+    /// A capture that keeps at most `cap` bytes: half from the start, half from the end.
+    pub fn new(cap: usize) -> Self {
+        let head_cap = cap / 2;
+        Capture { head_cap, tail_cap: cap - head_cap, head: Vec::new(), tail: VecDeque::new(), dropped: 0 }
+    }
+
+    /// Appends output, dropping from the middle once over the cap.
+    pub fn push(&mut self, mut data: &[u8]) {
+        if self.head.len() < self.head_cap {
+            let n = data.len().min(self.head_cap - self.head.len());
+            self.head.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        if data.len() >= self.tail_cap {
+            self.dropped += (self.tail.len() + data.len() - self.tail_cap) as u64;
+            self.tail.clear();
+            self.tail.extend(&data[data.len() - self.tail_cap..]);
+            return;
+        }
+        let over = (self.tail.len() + data.len()).saturating_sub(self.tail_cap);
+        if over > 0 {
+            self.tail.drain(..over);
+            self.dropped += over as u64;
+        }
+        self.tail.extend(data);
+    }
+
+    /// The kept text (with a marker where bytes were dropped) and the count dropped.
+    pub fn finish(self) -> (String, u64) {
+        let mut bytes = self.head;
+        if self.dropped > 0 {
+            bytes.extend_from_slice(format!("\n[... {} bytes dropped ...]\n", self.dropped).as_bytes());
+        }
+        bytes.extend(self.tail);
+        (String::from_utf8_lossy(&bytes).into_owned(), self.dropped)
+    }
+}
+
+/// How a command's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExecEnd {
+    /// It exited (or its output ended) on its own.
+    Exited,
+    /// It ran past the timeout and was killed.
+    TimedOut,
+    /// The caller cancelled it and it was killed.
+    Cancelled,
+    /// The sandbox was closed under it.
+    Closed,
+}
+
+/// The raw outcome of a run, before it becomes an [`ExecResult`] or an error.
+#[derive(Debug)]
+pub(crate) struct ExecOutcome {
+    pub end: ExecEnd,
+    pub result: ExecResult,
+}
+
+/// A command started by a backend: its output, a way to kill it, and its exit code.
+#[async_trait]
+pub(crate) trait RunningExec: Send {
+    /// The next piece of output; `None` once every writer has closed.
+    async fn next_chunk(&mut self) -> Option<Result<OutputChunk>>;
+    /// Kills the command and everything it started.
+    async fn kill(&mut self) -> Result<()>;
+    /// The exit code, once output has ended (or after a kill).
+    async fn exit_code(&mut self) -> Result<i64>;
+}
+
+/// How long output may keep coming after a kill before the loop stops waiting for it.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Drives a running command to its end: captures and streams output, and kills it on timeout,
+/// on cancel, or when the sandbox closes (`closing`).
+pub(crate) async fn drive(
+    mut run: Box<dyn RunningExec>,
+    timeout: Duration,
+    output_cap: usize,
+    sink: Option<mpsc::Sender<OutputChunk>>,
+    cancel: CancellationToken,
+    closing: CancellationToken,
+) -> Result<ExecOutcome> {
+    let start = Instant::now();
+    let mut out = Capture::new(output_cap);
+    let mut err = Capture::new(output_cap);
+    let mut end = ExecEnd::Exited;
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut sink = sink;
+    loop {
+        let killed = end != ExecEnd::Exited;
+        tokio::select! {
+            biased;
+            chunk = run.next_chunk() => match chunk {
+                Some(Ok(c)) => {
+                    match c.stream {
+                        OutputStream::Stdout => out.push(&c.data),
+                        OutputStream::Stderr => err.push(&c.data),
+                    }
+                    if let Some(tx) = &sink {
+                        if tx.send(c).await.is_err() {
+                            sink = None; // the receiver went away; keep capturing
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(e),
+                None => break,
+            },
+            _ = &mut deadline => {
+                if killed {
+                    break; // output still open after the grace period: stop waiting for it
+                }
+                end = ExecEnd::TimedOut;
+                run.kill().await?;
+                deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
+            }
+            _ = cancel.cancelled(), if !killed => {
+                end = ExecEnd::Cancelled;
+                run.kill().await?;
+                deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
+            }
+            _ = closing.cancelled(), if !killed => {
+                end = ExecEnd::Closed;
+                let _ = run.kill().await; // the container may already be gone
+                break;
+            }
+        }
+    }
+    let duration_ms = start.elapsed().as_millis() as u64;
+    let exit_code = match end {
+        ExecEnd::Exited => run.exit_code().await?,
+        ExecEnd::Closed => -1,
+        _ => run.exit_code().await.unwrap_or(-1),
+    };
+    let (stdout, stdout_dropped) = out.finish();
+    let (stderr, stderr_dropped) = err.finish();
+    Ok(ExecOutcome {
+        end,
+        result: ExecResult {
+            exit_code: if end == ExecEnd::Exited { exit_code } else { -1 },
+            stdout,
+            stderr,
+            duration_ms,
+            truncated: stdout_dropped > 0 || stderr_dropped > 0,
+            stdout_dropped,
+            stderr_dropped,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_under_the_cap_keeps_everything() {
+        let mut c = Capture::new(100);
+        c.push(b"hello ");
+        c.push(b"world");
+        assert_eq!(c.finish(), ("hello world".to_string(), 0));
+    }
+
+    #[test]
+    fn capture_over_the_cap_keeps_head_and_tail_and_counts_the_middle() {
+        let mut c = Capture::new(10);
+        for chunk in [&b"0123"[..], b"4567", b"89ab", b"cdef", b"ghij"] {
+            c.push(chunk);
+        }
+        let (text, dropped) = c.finish();
+        assert_eq!(dropped, 10);
+        assert_eq!(text, "01234\n[... 10 bytes dropped ...]\nfghij");
+    }
+
+    #[test]
+    fn capture_handles_one_huge_chunk() {
+        let mut c = Capture::new(8);
+        let data: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        c.push(&data);
+        let (text, dropped) = c.finish();
+        assert_eq!(dropped, 992);
+        assert!(text.starts_with("abcd\n[... 992 bytes dropped ...]\n"), "{text}");
+        assert!(text.ends_with(std::str::from_utf8(&data[996..]).unwrap()));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_fatal() {
+        let mut c = Capture::new(100);
+        c.push(&[b'o', b'k', 0xff, 0xfe]);
+        assert_eq!(c.finish().0, "ok\u{fffd}\u{fffd}");
+    }
+}

@@ -1,0 +1,47 @@
+//! Isolated, containerized sandboxes that programs drive through one API: write files, run
+//! commands, read results, fork the state, export artifacts.
+//!
+//! ```no_run
+//! use dagger_sandbox::{BackendChoice, ExecOptions, Sandbox, SandboxConfig};
+//!
+//! # async fn demo() -> dagger_sandbox::Result<()> {
+//! let sb = Sandbox::create(SandboxConfig::new().backend(BackendChoice::Docker).image("node:20-alpine3.22")).await?;
+//! sb.write_files([("package.json", r#"{"scripts":{"test":"node --test"}}"#), ("a.test.js", "require('node:test')('ok', () => {})")]).await?;
+//! let r = sb.exec("npm test", ExecOptions::new()).await?;
+//! println!("exit {} in {} ms\n{}", r.exit_code, r.duration_ms, r.stdout);
+//! sb.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Engines: `docker` (the Docker Engine API, container isolation), `local` (host processes in a
+//! private directory, process isolation only) and, later, `dagger`. `auto` picks the strongest that
+//! answers within a bounded probe and reports what it got ([`Sandbox::backend`],
+//! [`Sandbox::isolation`], [`Sandbox::fallback_reason`]). Every failure is an [`Error`] with a
+//! stable [`ErrorCode`].
+
+mod backend;
+mod cleanup;
+mod config;
+mod error;
+mod exec;
+mod paths;
+mod sandbox;
+mod tarball;
+
+pub use backend::{BackendKind, DirEntry, EntryKind, Isolation};
+pub use cleanup::{cleanup_orphans, CleanupReport, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
+pub use config::{
+    template, BackendChoice, SandboxConfig, Template, DEFAULT_IMAGE, DEFAULT_MEMORY_MB, DEFAULT_OUTPUT_CAP_BYTES,
+    DEFAULT_PIDS_LIMIT, DEFAULT_TIMEOUT_MS, DEFAULT_WORKDIR, TEMPLATES,
+};
+pub use error::{Error, ErrorCode, Result};
+pub use exec::{ExecOptions, ExecResult, OutputChunk, OutputStream};
+pub use paths::SandboxPath;
+pub use sandbox::{ExecStream, FileWrite, RefreshOptions, Sandbox, DEFAULT_FILE_MODE};
+pub use tokio_util::sync::CancellationToken;
+
+/// Backend-specific facts for tests, tools and the daemon.
+pub mod engines {
+    pub use crate::backend::docker::{docker_available, DockerInfo};
+    pub use crate::backend::local::local_sandbox_parent;
+}

@@ -1,0 +1,542 @@
+//! The public sandbox handle: every user-visible rule (paths, restricted paths, env and workdir
+//! state, limits, `CLOSED`) is applied here once, on top of whichever engine runs the sandbox.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{self, BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation};
+use crate::config::{validate_env, ResolvedConfig, SandboxConfig};
+use crate::error::{Error, Result};
+use crate::exec::{drive, ExecEnd, ExecOptions, ExecResult, OutputChunk};
+use crate::paths::SandboxPath;
+use crate::tarball::{pack_host_dir, unpack_to_host, Excludes, TarWriter};
+
+/// The mode of files written without one.
+pub const DEFAULT_FILE_MODE: u32 = 0o644;
+
+/// One file for [`Sandbox::write_files`]: a path, its contents and its mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileWrite {
+    /// Sandbox path, relative to the workdir or absolute.
+    pub path: String,
+    /// The bytes to write.
+    pub contents: Vec<u8>,
+    /// Permission bits (default 0644).
+    pub mode: u32,
+}
+
+impl FileWrite {
+    /// A file with the default mode.
+    pub fn new(path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+        FileWrite { path: path.into(), contents: contents.into(), mode: DEFAULT_FILE_MODE }
+    }
+    /// The same file with `mode`.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+impl<P: Into<String>, C: Into<Vec<u8>>> From<(P, C)> for FileWrite {
+    fn from((path, contents): (P, C)) -> Self {
+        FileWrite::new(path, contents)
+    }
+}
+
+/// Options for [`Sandbox::refresh_from_host`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RefreshOptions {
+    /// Globs left out of the import: a name (`node_modules`, `*.log`) matches anywhere, a path with
+    /// a `/` (`dist/cache/**`) matches from the imported directory.
+    pub exclude: Vec<String>,
+}
+
+impl RefreshOptions {
+    /// Options that leave out `patterns`.
+    pub fn exclude<S: Into<String>>(patterns: impl IntoIterator<Item = S>) -> Self {
+        RefreshOptions { exclude: patterns.into_iter().map(Into::into).collect() }
+    }
+}
+
+/// The mutable part of a sandbox: where relative paths point and what env execs get.
+#[derive(Debug, Clone)]
+struct State {
+    workdir: SandboxPath,
+    env: BTreeMap<String, String>,
+}
+
+struct Inner {
+    id: String,
+    engine: Arc<dyn Engine>,
+    cfg: ResolvedConfig,
+    state: Mutex<State>,
+    closing: CancellationToken,
+    closed: tokio::sync::Mutex<bool>,
+    fallback: Option<String>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A forgotten sandbox must not keep a container running: free it in the background when a
+        // runtime is still there. Containers of a process that died are found by their labels
+        // (`cleanup_orphans`).
+        if !self.closing.is_cancelled() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let engine = self.engine.clone();
+                let id = self.id.clone();
+                tracing::debug!(sandbox = %id, "sandbox dropped without close(); freeing it");
+                rt.spawn(async move {
+                    if let Err(e) = engine.close().await {
+                        tracing::warn!(sandbox = %id, "freeing a dropped sandbox failed: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// An isolated sandbox: a filesystem, a working directory and an environment, driven by one API
+/// whatever the engine. Cheap to clone (clones share the sandbox); every method takes `&self`, so
+/// calls may run concurrently.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("id", &self.inner.id)
+            .field("backend", &self.backend())
+            .field("resource", &self.inner.engine.resource_id())
+            .finish()
+    }
+}
+
+fn new_id() -> String {
+    format!("sbx-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+impl Sandbox {
+    /// Creates a sandbox from `config` on the backend it names (or the best one, for `auto`).
+    pub async fn create(config: SandboxConfig) -> Result<Sandbox> {
+        let cfg = config.resolve()?;
+        let id = new_id();
+        let (engine, fallback) = backend::open(&cfg, &id).await?;
+        let state = State { workdir: cfg.workdir.clone(), env: cfg.env.clone() };
+        let sb = Sandbox::from_parts(id, Arc::from(engine), cfg, state, fallback);
+        tracing::info!(sandbox = %sb.id(), backend = %sb.backend(), resource = %sb.resource_id(), "sandbox created");
+        Ok(sb)
+    }
+
+    fn from_parts(
+        id: String,
+        engine: Arc<dyn Engine>,
+        cfg: ResolvedConfig,
+        state: State,
+        fallback: Option<String>,
+    ) -> Self {
+        Sandbox {
+            inner: Arc::new(Inner {
+                id,
+                engine,
+                cfg,
+                state: Mutex::new(state),
+                closing: CancellationToken::new(),
+                closed: tokio::sync::Mutex::new(false),
+                fallback,
+            }),
+        }
+    }
+
+    /// The sandbox's id (`sbx-` and 12 hex digits), also found on its engine resources as a label.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The engine it runs on.
+    pub fn backend(&self) -> BackendKind {
+        self.inner.engine.kind()
+    }
+
+    /// How isolated it is from the host.
+    pub fn isolation(&self) -> Isolation {
+        self.inner.engine.isolation()
+    }
+
+    /// Why `auto` fell back to a weaker backend, when it did.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.inner.fallback.as_deref()
+    }
+
+    /// The engine resource: a container id (docker) or a host directory (local).
+    pub fn resource_id(&self) -> String {
+        self.inner.engine.resource_id()
+    }
+
+    /// The image it was created from.
+    pub fn image(&self) -> &str {
+        &self.inner.cfg.image
+    }
+
+    /// The current working directory.
+    pub fn workdir(&self) -> String {
+        self.state().workdir.to_string()
+    }
+
+    /// The environment every exec gets.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        self.state().env.clone()
+    }
+
+    /// Whether `close` has been called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closing.is_cancelled()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave State half-written (every update is one assignment).
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::Closed { sandbox: self.inner.id.clone() }
+    }
+
+    /// Runs `fut` unless the sandbox is or becomes closed, which turns it into `CLOSED`.
+    async fn guard<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        tokio::select! {
+            biased;
+            _ = self.inner.closing.cancelled() => Err(self.closed_error()),
+            r = fut => r,
+        }
+    }
+
+    /// Resolves `path` against the workdir.
+    pub fn resolve_path(&self, path: &str) -> Result<SandboxPath> {
+        let base = self.state().workdir.clone();
+        SandboxPath::resolve(&base, path)
+    }
+
+    fn check_restricted(&self, path: &SandboxPath, tree: bool) -> Result<()> {
+        let r = &self.inner.cfg.restricted;
+        let hit = if tree { r.check_tree(path) } else { r.check(path) };
+        match hit {
+            Some(pattern) => Err(Error::RestrictedPath {
+                sandbox: self.inner.id.clone(),
+                path: path.to_string(),
+                pattern: pattern.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `sh -c command` in the workdir with the sandbox env. A non-zero exit is a result;
+    /// running past the timeout kills the command and is `TIMEOUT` (with the partial output).
+    pub async fn exec(&self, command: &str, opts: ExecOptions) -> Result<ExecResult> {
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        let (cwd, mut env) = {
+            let st = self.state();
+            let cwd = match &opts.cwd {
+                Some(c) => SandboxPath::resolve(&st.workdir, c)?,
+                None => st.workdir.clone(),
+            };
+            (cwd, st.env.clone())
+        };
+        for (k, v) in &opts.env {
+            validate_env(k, v)?;
+            env.insert(k.clone(), v.clone());
+        }
+        let timeout = opts.timeout.unwrap_or(self.inner.cfg.timeout);
+        if timeout.is_zero() {
+            return Err(Error::InvalidArgument("timeout must be greater than 0".into()));
+        }
+        let spec = ExecSpec { command: command.to_string(), env, cwd, stdin: opts.stdin };
+        let run = self.guard(self.inner.engine.start_exec(spec)).await?;
+        let outcome = drive(
+            run,
+            timeout,
+            self.inner.cfg.output_cap,
+            opts.output,
+            opts.cancel.unwrap_or_default(),
+            self.inner.closing.clone(),
+        )
+        .await?;
+        match outcome.end {
+            ExecEnd::Exited => Ok(outcome.result),
+            ExecEnd::TimedOut => Err(Error::Timeout {
+                sandbox: self.inner.id.clone(),
+                command: shorten(command),
+                timeout_ms: timeout.as_millis() as u64,
+                partial: Box::new(outcome.result),
+            }),
+            ExecEnd::Cancelled => {
+                Err(Error::Cancelled { sandbox: self.inner.id.clone(), op: format!("exec {}", shorten(command)) })
+            }
+            ExecEnd::Closed => Err(self.closed_error()),
+        }
+    }
+
+    /// The streaming variant of [`exec`](Self::exec): output chunks arrive on the returned handle as
+    /// the command writes them, then the result.
+    pub fn exec_stream(&self, command: &str, opts: ExecOptions) -> ExecStream {
+        let (tx, rx) = mpsc::channel(64);
+        let sb = self.clone();
+        let command = command.to_string();
+        let task = tokio::spawn(async move { sb.exec(&command, opts.output(tx)).await });
+        ExecStream { rx, task }
+    }
+
+    /// Writes one file (text or bytes), creating parent directories; mode 0644.
+    pub async fn write_file(&self, path: &str, contents: impl AsRef<[u8]>) -> Result<()> {
+        self.write_files([FileWrite::new(path, contents.as_ref())]).await
+    }
+
+    /// Writes one file with the given permission bits.
+    pub async fn write_file_with_mode(&self, path: &str, contents: impl AsRef<[u8]>, mode: u32) -> Result<()> {
+        self.write_files([FileWrite::new(path, contents.as_ref()).mode(mode)]).await
+    }
+
+    /// Writes many files in ONE engine round trip (a single tar upload). Nothing is written when any
+    /// path is invalid or restricted.
+    pub async fn write_files<I, F>(&self, files: I) -> Result<()>
+    where
+        I: IntoIterator<Item = F>,
+        F: Into<FileWrite>,
+    {
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        let mut resolved = Vec::new();
+        for f in files {
+            let f: FileWrite = f.into();
+            let p = self.resolve_path(&f.path)?;
+            if p.is_root() {
+                return Err(Error::invalid_path(f.path, "cannot write a file over the sandbox root"));
+            }
+            self.check_restricted(&p, false)?;
+            resolved.push((p, f));
+        }
+        if resolved.is_empty() {
+            return Ok(());
+        }
+        let tar = tokio::task::spawn_blocking(move || {
+            let mut w = TarWriter::new();
+            for (p, f) in &resolved {
+                w.file(p, &f.contents, f.mode)?;
+            }
+            w.finish()
+        })
+        .await
+        .map_err(|e| Error::io("building the upload", std::io::Error::other(e)))??;
+        self.guard(self.inner.engine.upload_tar(tar)).await
+    }
+
+    /// Reads a file byte for byte (binary-safe).
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>> {
+        let p = self.resolve_path(path)?;
+        self.guard(self.inner.engine.read_file(&p)).await
+    }
+
+    /// Reads a UTF-8 text file; a file that is not UTF-8 is `INVALID_ARGUMENT` (use `read_file`).
+    pub async fn read_to_string(&self, path: &str) -> Result<String> {
+        let bytes = self.read_file(path).await?;
+        String::from_utf8(bytes).map_err(|_| {
+            Error::InvalidArgument(format!("{path} is not valid UTF-8 text; read it as bytes with read_file"))
+        })
+    }
+
+    /// Deletes a file or directory (recursively). A missing path is `NOT_FOUND`.
+    pub async fn delete_file(&self, path: &str) -> Result<()> {
+        let p = self.resolve_path(path)?;
+        if p.is_root() {
+            return Err(Error::invalid_path(path, "the sandbox root cannot be deleted"));
+        }
+        self.check_restricted(&p, true)?;
+        self.guard(async {
+            match self.inner.engine.stat(&p).await? {
+                None => Err(Error::not_found(&self.inner.id, "file", p.to_string())),
+                Some(_) => self.inner.engine.remove(&p).await,
+            }
+        })
+        .await
+    }
+
+    /// Whether anything exists at `path` (a final symlink is not followed).
+    pub async fn exists(&self, path: &str) -> Result<bool> {
+        let p = self.resolve_path(path)?;
+        Ok(self.guard(self.inner.engine.stat(&p)).await?.is_some())
+    }
+
+    /// Lists a directory: name, kind and size of each entry, sorted by name.
+    pub async fn list_directory(&self, path: &str) -> Result<Vec<DirEntry>> {
+        let p = self.resolve_path(path)?;
+        self.guard(async {
+            match self.inner.engine.stat(&p).await? {
+                None => Err(Error::not_found(&self.inner.id, "directory", p.to_string())),
+                Some(EntryKind::File) => Err(Error::InvalidArgument(format!("{p} is a file, not a directory"))),
+                Some(_) => self.inner.engine.list_dir(&p).await,
+            }
+        })
+        .await
+    }
+
+    /// Makes `path` the working directory of later execs and relative paths, creating it if needed.
+    pub async fn set_workdir(&self, path: &str) -> Result<()> {
+        let p = self.resolve_path(path)?;
+        self.guard(async {
+            match self.inner.engine.stat(&p).await? {
+                Some(EntryKind::Dir) | Some(EntryKind::Symlink) => Ok(()),
+                Some(_) => Err(Error::InvalidArgument(format!("{p} exists and is not a directory"))),
+                None => {
+                    self.check_restricted(&p, false)?;
+                    let mut w = TarWriter::new();
+                    w.dir(&p)?;
+                    self.inner.engine.upload_tar(w.finish()?).await
+                }
+            }
+        })
+        .await?;
+        self.state().workdir = p;
+        Ok(())
+    }
+
+    /// Sets one variable for every later exec.
+    pub fn with_env(&self, key: &str, value: &str) -> Result<()> {
+        self.with_envs([(key, value)])
+    }
+
+    /// Sets many variables for every later exec; none is set if any is invalid.
+    pub fn with_envs<K: AsRef<str>, V: AsRef<str>>(&self, vars: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        let vars: Vec<(String, String)> =
+            vars.into_iter().map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string())).collect();
+        for (k, v) in &vars {
+            validate_env(k, v)?;
+        }
+        self.state().env.extend(vars);
+        Ok(())
+    }
+
+    /// Copies the sandbox directory `container_path` into `host_path` (created if missing; files
+    /// there are overwritten, others kept).
+    pub async fn export_directory(&self, container_path: &str, host_path: impl AsRef<Path>) -> Result<()> {
+        let p = self.resolve_path(container_path)?;
+        let host = host_path.as_ref().to_path_buf();
+        let tar = self
+            .guard(async {
+                match self.inner.engine.stat(&p).await? {
+                    None => Err(Error::not_found(&self.inner.id, "directory", p.to_string())),
+                    Some(EntryKind::File) => {
+                        Err(Error::InvalidArgument(format!("{p} is a file; use read_file for files")))
+                    }
+                    Some(_) => self.inner.engine.download_tar(&p).await,
+                }
+            })
+            .await?;
+        tokio::task::spawn_blocking(move || unpack_to_host(&tar, &host))
+            .await
+            .map_err(|e| Error::io("exporting", std::io::Error::other(e)))?
+    }
+
+    /// Copies the host directory `host_path` into the sandbox at `container_path` in one upload,
+    /// leaving out `opts.exclude` (e.g. `node_modules`, `.git`). Symlinks are copied as links.
+    pub async fn refresh_from_host(
+        &self,
+        host_path: impl AsRef<Path>,
+        container_path: &str,
+        opts: RefreshOptions,
+    ) -> Result<()> {
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        let dest = self.resolve_path(container_path)?;
+        self.check_restricted(&dest, false)?;
+        let excludes = Excludes::new(&opts.exclude)?;
+        let src = host_path.as_ref().to_path_buf();
+        let dest2 = dest.clone();
+        let (tar, written) = tokio::task::spawn_blocking(move || pack_host_dir(&src, &dest2, &excludes))
+            .await
+            .map_err(|e| Error::io("packing the host directory", std::io::Error::other(e)))??;
+        for p in &written {
+            self.check_restricted(p, false)?;
+        }
+        self.guard(self.inner.engine.upload_tar(tar)).await
+    }
+
+    /// An independent sandbox with the same files, env and workdir; changes in one never show in
+    /// the other. Each must be closed.
+    pub async fn fork(&self) -> Result<Sandbox> {
+        let id = new_id();
+        let engine = self.guard(self.inner.engine.fork(&id)).await?;
+        let state = self.state().clone();
+        let sb = Sandbox::from_parts(id, Arc::from(engine), self.inner.cfg.clone(), state, self.inner.fallback.clone());
+        tracing::info!(sandbox = %sb.id(), parent = %self.id(), "sandbox forked");
+        Ok(sb)
+    }
+
+    /// Frees every engine resource the sandbox created. Idempotent; calls still in flight fail with
+    /// `CLOSED`, and so does every later call.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.closing.cancel();
+        let mut done = self.inner.closed.lock().await;
+        if *done {
+            return Ok(());
+        }
+        self.inner.engine.close().await?;
+        *done = true;
+        tracing::info!(sandbox = %self.inner.id, "sandbox closed");
+        Ok(())
+    }
+
+    /// The default exec timeout of this sandbox.
+    pub fn default_timeout(&self) -> Duration {
+        self.inner.cfg.timeout
+    }
+}
+
+/// A running streaming exec: chunks first, then the result.
+#[derive(Debug)]
+pub struct ExecStream {
+    rx: mpsc::Receiver<OutputChunk>,
+    task: tokio::task::JoinHandle<Result<ExecResult>>,
+}
+
+impl ExecStream {
+    /// The next output chunk, or `None` once the command's output has ended.
+    pub async fn next_chunk(&mut self) -> Option<OutputChunk> {
+        self.rx.recv().await
+    }
+
+    /// Waits for the command and returns its result; chunks not yet read are discarded.
+    pub async fn finish(self) -> Result<ExecResult> {
+        drop(self.rx);
+        self.task.await.map_err(|e| Error::io("exec task", std::io::Error::other(e)))?
+    }
+}
+
+fn shorten(command: &str) -> String {
+    const MAX: usize = 120;
+    if command.len() <= MAX {
+        return command.to_string();
+    }
+    let mut end = MAX;
+    while !command.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &command[..end])
+}

@@ -1,0 +1,108 @@
+//! Which backends the suite runs against here, and the helpers its cases share.
+
+use std::time::Duration;
+
+use dagger_sandbox::{BackendChoice, BackendKind, Error, ErrorCode, Sandbox, SandboxConfig};
+
+/// The image the docker cases use: built locally by scripts/engine.sh, no registry needed.
+pub const BUSYBOX_IMAGE: &str = "dagger-sandbox-test/busybox:latest";
+/// The Node image for cases that need node: built locally by scripts/engine.sh.
+pub const NODE_IMAGE: &str = "dagger-sandbox-test/node:latest";
+
+/// One backend the suite is instantiated for.
+#[derive(Debug, Clone)]
+pub struct Harness {
+    pub kind: BackendKind,
+    pub image: String,
+}
+
+/// Whether a backend can run here, or why not.
+pub enum Availability {
+    Ready(Harness),
+    Skipped(String),
+}
+
+impl Harness {
+    pub fn config(&self) -> SandboxConfig {
+        let backend = match self.kind {
+            BackendKind::Docker => BackendChoice::Docker,
+            BackendKind::Local => BackendChoice::Local,
+            BackendKind::Dagger => BackendChoice::Dagger,
+        };
+        let cfg = SandboxConfig::new().backend(backend).fallback(false);
+        if self.image.is_empty() {
+            cfg
+        } else {
+            cfg.image(self.image.clone())
+        }
+    }
+
+    pub async fn create(&self) -> Sandbox {
+        self.create_with(self.config()).await
+    }
+
+    pub async fn create_with(&self, cfg: SandboxConfig) -> Sandbox {
+        let sb = Sandbox::create(cfg).await.unwrap_or_else(|e| panic!("create on {}: {e}", self.kind));
+        assert_eq!(sb.backend(), self.kind);
+        sb
+    }
+}
+
+/// Probes each backend. With `DAGGER_SANDBOX_REQUIRE_DOCKER=1` a missing Docker engine or test
+/// image is a hard failure, so CI can never pass by skipping the Docker suite.
+pub async fn probe(kind: BackendKind) -> Availability {
+    match kind {
+        BackendKind::Local => Availability::Ready(Harness { kind, image: String::new() }),
+        BackendKind::Dagger => Availability::Skipped(
+            "no Dagger backend in this build yet (and no Dagger engine can be reached on this machine)".into(),
+        ),
+        BackendKind::Docker => {
+            let require = std::env::var("DAGGER_SANDBOX_REQUIRE_DOCKER").as_deref() == Ok("1");
+            let why = match dagger_sandbox::engines::docker_available().await {
+                Err(why) => Some(format!("no Docker engine: {why}")),
+                Ok(_) if !image_exists(BUSYBOX_IMAGE).await => {
+                    Some(format!("test image {BUSYBOX_IMAGE} is missing; run scripts/engine.sh"))
+                }
+                Ok(_) => None,
+            };
+            match why {
+                None => Availability::Ready(Harness { kind, image: BUSYBOX_IMAGE.into() }),
+                Some(why) if require => panic!("DAGGER_SANDBOX_REQUIRE_DOCKER=1 but {why}"),
+                Some(why) => Availability::Skipped(why),
+            }
+        }
+    }
+}
+
+/// Whether a sandbox can be made from `image` on Docker. Creating is the honest check: it is what
+/// the cases will do, and with no registry reachable a missing image fails fast.
+pub async fn image_exists(image: &str) -> bool {
+    let cfg = SandboxConfig::new().backend(BackendChoice::Docker).image(image).fallback(false);
+    match Sandbox::create(cfg).await {
+        Ok(sb) => {
+            let _ = sb.close().await;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// A runtime for one case: multi-threaded like real users', small like the CI machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+}
+
+/// Asserts `r` failed with `code`, and returns the error for further checks.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(r: Result<T, Error>, code: ErrorCode) -> Error {
+    match r {
+        Ok(v) => panic!("expected {code}, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(e.code(), code, "expected {code}, got {}: {e}", e.code());
+            e
+        }
+    }
+}
+
+/// How long any one case may take before it counts as hung.
+pub const CASE_LIMIT: Duration = Duration::from_secs(180);

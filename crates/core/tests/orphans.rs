@@ -1,0 +1,83 @@
+//! A process that dies without closing its sandboxes leaves labelled resources behind, and
+//! `cleanup_orphans` removes them, without touching the sandboxes of live processes.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use dagger_sandbox::{cleanup_orphans, BackendChoice, Sandbox, SandboxConfig, LABEL_SANDBOX};
+
+const IMAGE: &str = "dagger-sandbox-test/busybox:latest";
+
+/// Run in a child process by the test below: creates sandboxes, prints their ids, and exits
+/// without closing them, the way a crashed program would.
+#[tokio::test]
+#[ignore = "helper: run as a child process by orphans_of_a_dead_process_are_cleaned_up"]
+async fn orphan_child_helper() {
+    let backend = std::env::var("DSBX_ORPHAN_BACKEND").unwrap();
+    let backend: BackendChoice = backend.parse().unwrap();
+    let sb = Sandbox::create(SandboxConfig::new().backend(backend).image(IMAGE)).await.unwrap();
+    let fork = sb.fork().await.unwrap();
+    println!("ORPHANS {} {} {}", sb.id(), fork.id(), sb.resource_id());
+    std::process::exit(0);
+}
+
+fn orphan_ids(backend: &str) -> (String, String, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "orphan_child_helper", "--nocapture"])
+        .env("DSBX_ORPHAN_BACKEND", backend)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("ORPHANS "))
+        .unwrap_or_else(|| panic!("child printed no ids: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let mut it = line.split_whitespace().skip(1).map(String::from);
+    (it.next().unwrap(), it.next().unwrap(), it.next().unwrap())
+}
+
+async fn containers_of(id: &str) -> usize {
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let filters = HashMap::from([("label", vec![format!("{LABEL_SANDBOX}={id}")])]);
+    docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_of_a_dead_process_are_cleaned_up() {
+    // A live sandbox of this process must survive the sweep.
+    let live = Sandbox::create(SandboxConfig::new().backend(BackendChoice::Local)).await.unwrap();
+
+    let (_, _, dir) = orphan_ids("local");
+    assert!(std::path::Path::new(&dir).exists(), "the dead child's directory is left behind");
+
+    let docker = dagger_sandbox::engines::docker_available().await.is_ok();
+    let docker_ids = if docker {
+        let (a, b, _) = orphan_ids("docker");
+        assert_eq!(
+            (containers_of(&a).await, containers_of(&b).await),
+            (1, 1),
+            "the dead child's containers are left behind"
+        );
+        Some((a, b))
+    } else if std::env::var("DAGGER_SANDBOX_REQUIRE_DOCKER").as_deref() == Ok("1") {
+        panic!("DAGGER_SANDBOX_REQUIRE_DOCKER=1 but no Docker engine answers");
+    } else {
+        println!("SKIPPED: docker half of the orphan test: no Docker engine here");
+        None
+    };
+
+    let report = cleanup_orphans().await.unwrap();
+    println!("cleanup_orphans: {report:?}");
+    assert!(!std::path::Path::new(&dir).exists(), "orphan directory removed");
+    assert!(std::path::Path::new(&live.resource_id()).exists(), "a live sandbox is never touched");
+    if let Some((a, b)) = docker_ids {
+        assert_eq!((containers_of(&a).await, containers_of(&b).await), (0, 0), "orphan containers removed");
+        assert!(report.containers >= 2 && report.images >= 1, "{report:?}");
+    }
+    live.close().await.unwrap();
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Makes a real Docker engine and the local test images available, on a fresh Debian machine too.
+#
+# Why: CI and every new machine start bare, and no container registry is reachable, so the engine is
+# installed from Debian's packages and the test images are built from Debian packages with
+# `docker import` instead of being pulled. Safe to run repeatedly: each step is skipped when its
+# result is already there.
+#
+# Usage: scripts/engine.sh [--no-node]
+#   --no-node   skip the Node image (debootstrap takes a minute or two)
+# Env:   DAGGER_SANDBOX_REQUIRE_DOCKER=1  fail (exit 1) instead of warning when no engine can be had.
+set -euo pipefail
+
+BUSYBOX_IMAGE=dagger-sandbox-test/busybox:latest
+NODE_IMAGE=dagger-sandbox-test/node:latest
+SOCK=/var/run/docker.sock
+STATE_DIR=${DAGGER_SANDBOX_ENGINE_DIR:-/var/tmp/dagger-sandbox-engine}
+want_node=1
+[ "${1:-}" = "--no-node" ] && want_node=0
+
+log() { printf '[engine] %s\n' "$*" >&2; }
+fail_or_warn() {
+  if [ "${DAGGER_SANDBOX_REQUIRE_DOCKER:-0}" = "1" ]; then
+    log "ERROR: $*"; exit 1
+  fi
+  log "WARNING: $* (Docker tests will be skipped)"; exit 0
+}
+engine_up() { timeout 5 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+apt_install() {
+  log "apt-get install $*"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+  fi
+}
+
+# 1. An engine that answers.
+if ! engine_up; then
+  [ "$(id -u)" = 0 ] || fail_or_warn "no Docker engine answers and this is not root, so none can be installed"
+  if ! command -v dockerd >/dev/null 2>&1; then
+    apt_install docker.io iptables ca-certificates || fail_or_warn "could not install docker.io"
+  fi
+  if ! command -v docker >/dev/null 2>&1; then fail_or_warn "docker client missing after install"; fi
+  mkdir -p "$STATE_DIR"
+  log "starting dockerd (log: $STATE_DIR/dockerd.log)"
+  # setsid: dockerd must outlive this script and not share its process group.
+  setsid dockerd --host "unix://$SOCK" >"$STATE_DIR/dockerd.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 120); do
+    engine_up && break
+    sleep 0.5
+  done
+  engine_up || { tail -20 "$STATE_DIR/dockerd.log" >&2 || true; fail_or_warn "dockerd did not answer within 60 s"; }
+fi
+log "engine: Docker $(docker version --format '{{.Server.Version}}') on $SOCK"
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+# import_rootfs DIR IMAGE PATH: `docker import` of a root filesystem, with a shell and a PATH.
+import_rootfs() {
+  tar -C "$1" -c . | docker import --change 'CMD ["/bin/sh"]' --change "ENV PATH=$3" - "$2" >/dev/null
+  rm -rf "$1"; trap - EXIT
+  log "built $2"
+}
+
+# 2. busybox: a static busybox in an otherwise empty rootfs (about a second).
+if ! have_image "$BUSYBOX_IMAGE"; then
+  if ! dpkg -s busybox-static >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || fail_or_warn "busybox-static is not installed and this is not root"
+    apt_install busybox-static
+  fi
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' EXIT
+  mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,tmp,root,workspace,etc}
+  chmod 1777 "$root/tmp"
+  cp /bin/busybox "$root/bin/busybox"
+  for applet in $("$root/bin/busybox" --list); do
+    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+  printf 'root:x:0:\n' >"$root/etc/group"
+  import_rootfs "$root" "$BUSYBOX_IMAGE" /usr/sbin:/usr/bin:/sbin:/bin
+else
+  log "cached $BUSYBOX_IMAGE"
+fi
+
+# 3. node: a minimal Debian bookworm with nodejs (debootstrap, about a minute).
+if [ "$want_node" = 1 ]; then
+  if ! have_image "$NODE_IMAGE"; then
+    [ "$(id -u)" = 0 ] || fail_or_warn "building $NODE_IMAGE needs root (debootstrap)"
+    command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+    root=$(mktemp -d)
+    trap 'rm -rf "$root"' EXIT
+    mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+    log "debootstrap bookworm with nodejs from $mirror"
+    debootstrap --variant=minbase --include=nodejs bookworm "$root" "$mirror" >"$STATE_DIR/debootstrap.log" 2>&1 \
+      || { tail -20 "$STATE_DIR/debootstrap.log" >&2; fail_or_warn "debootstrap failed"; }
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    mkdir -p "$root/workspace"
+    import_rootfs "$root" "$NODE_IMAGE" /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+  else
+    log "cached $NODE_IMAGE"
+  fi
+fi

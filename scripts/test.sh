@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of the project on this machine, a fresh one included: makes a Docker engine and
+# the local test images available (scripts/engine.sh), checks formatting and lints, then runs the
+# unit tests, the conformance suite against every backend (it prints a count per backend, and a
+# SKIPPED line for a backend that cannot run here), and the integration tests.
+#
+# DAGGER_SANDBOX_REQUIRE_DOCKER=1 (set by .ci/run) turns a missing Docker engine into a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/engine.sh
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -q -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
