@@ -42,11 +42,29 @@ if ! engine_up; then
   fi
   if ! command -v docker >/dev/null 2>&1; then fail_or_warn "docker client missing after install"; fi
   mkdir -p "$STATE_DIR"
+  # A dockerd killed abruptly (as every session's processes are when it ends) leaves its pid file,
+  # and a new dockerd refuses to start while it exists.
+  # Live means a running (not zombie) process of that name, not merely a /proc entry.
+  alive() { grep -qx "$2" "/proc/$1/comm" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+  for entry in /var/run/docker.pid:dockerd /var/run/docker/containerd/containerd.pid:containerd; do
+    pidfile=${entry%%:*}
+    [ -f "$pidfile" ] || continue
+    old=$(cat "$pidfile" 2>/dev/null || true)
+    if [ -z "$old" ] || ! alive "$old" "${entry##*:}"; then
+      log "removing stale $pidfile"
+      rm -f "$pidfile"
+    fi
+  done
   log "starting dockerd (log: $STATE_DIR/dockerd.log)"
   # setsid: dockerd must outlive this script and not share its process group.
   setsid dockerd --host "unix://$SOCK" >"$STATE_DIR/dockerd.log" 2>&1 < /dev/null &
+  dockerd_pid=$!
   for _ in $(seq 1 120); do
     engine_up && break
+    if [ ! -d "/proc/$dockerd_pid" ]; then
+      tail -20 "$STATE_DIR/dockerd.log" >&2 || true
+      fail_or_warn "dockerd exited during startup (log above)"
+    fi
     sleep 0.5
   done
   engine_up || { tail -20 "$STATE_DIR/dockerd.log" >&2 || true; fail_or_warn "dockerd did not answer within 60 s"; }
