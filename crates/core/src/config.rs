@@ -325,6 +325,11 @@ impl RestrictedPaths {
         Ok(Self { patterns: patterns.to_vec(), set: build_globset("restrictedPaths", patterns)? })
     }
 
+    /// Whether no pattern is set.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
     /// The pattern that forbids touching `path`: one matching it or any directory above it.
     pub fn check(&self, path: &SandboxPath) -> Option<&str> {
         if self.patterns.is_empty() {

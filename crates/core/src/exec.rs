@@ -197,7 +197,8 @@ pub(crate) trait RunningExec: Send {
     async fn next_chunk(&mut self) -> Option<Result<OutputChunk>>;
     /// Kills the command and everything it started.
     async fn kill(&mut self) -> Result<()>;
-    /// The exit code, once output has ended (or after a kill).
+    /// Waits for the exit code (called once output has ended). May wait as long as the command
+    /// runs; the caller bounds it with the timeout. Must be cancel-safe.
     async fn exit_code(&mut self) -> Result<i64>;
 }
 
@@ -205,7 +206,9 @@ pub(crate) trait RunningExec: Send {
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// Drives a running command to its end: captures and streams output, and kills it on timeout,
-/// on cancel, or when the sandbox closes (`closing`).
+/// on cancel, or when the sandbox closes (`closing`). The deadline, cancel and close are watched
+/// at every step (reading output, waiting for a slow stream receiver, waiting for the exit code),
+/// so no command and no consumer can make a call outlive its timeout.
 pub(crate) async fn drive(
     mut run: Box<dyn RunningExec>,
     timeout: Duration,
@@ -221,57 +224,82 @@ pub(crate) async fn drive(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut sink = sink;
-    loop {
+    // A chunk waiting for room in the receiver; output is not read meanwhile (backpressure).
+    let mut pending: Option<OutputChunk> = None;
+    let mut output_open = true;
+    let mut exit_code: Option<i64> = None;
+    let mut failure: Option<crate::Error> = None;
+    while exit_code.is_none() {
         let killed = end != ExecEnd::Exited;
+        let mut receiver_gone = false;
         tokio::select! {
             biased;
-            chunk = run.next_chunk() => match chunk {
-                Some(Ok(c)) => {
-                    match c.stream {
-                        OutputStream::Stdout => out.push(&c.data),
-                        OutputStream::Stderr => err.push(&c.data),
-                    }
-                    if let Some(tx) = &sink {
-                        if tx.send(c).await.is_err() {
-                            sink = None; // the receiver went away; keep capturing
-                        }
-                    }
-                }
-                Some(Err(e)) => return Err(e),
-                None => break,
-            },
             _ = &mut deadline => {
                 if killed {
-                    break; // output still open after the grace period: stop waiting for it
+                    break; // still not done a grace period after the kill: stop waiting
                 }
                 end = ExecEnd::TimedOut;
-                run.kill().await?;
+                kill(&mut *run).await;
                 deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
             }
             _ = cancel.cancelled(), if !killed => {
                 end = ExecEnd::Cancelled;
-                run.kill().await?;
+                kill(&mut *run).await;
                 deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
             }
             _ = closing.cancelled(), if !killed => {
                 end = ExecEnd::Closed;
-                let _ = run.kill().await; // the container may already be gone
+                kill(&mut *run).await; // the container may already be gone
                 break;
             }
+            permit = reserve(&sink), if pending.is_some() => {
+                let chunk = pending.take().expect("guarded by pending.is_some()");
+                match permit {
+                    Some(p) => p.send(chunk),
+                    None => receiver_gone = true,
+                }
+            }
+            step = step(&mut *run, output_open), if pending.is_none() => match step {
+                Step::Chunk(Ok(c)) => {
+                    match c.stream {
+                        OutputStream::Stdout => out.push(&c.data),
+                        OutputStream::Stderr => err.push(&c.data),
+                    }
+                    if sink.is_some() {
+                        pending = Some(c);
+                    }
+                }
+                Step::Chunk(Err(e)) => {
+                    kill(&mut *run).await;
+                    failure = Some(e);
+                    break;
+                }
+                Step::OutputEnded => output_open = false,
+                Step::Exit(Ok(c)) => exit_code = Some(c),
+                Step::Exit(Err(e)) if killed => {
+                    tracing::debug!("exit code after a kill: {e}");
+                    exit_code = Some(-1);
+                }
+                Step::Exit(Err(e)) => {
+                    failure = Some(e);
+                    break;
+                }
+            },
+        }
+        if receiver_gone {
+            sink = None; // the receiver went away; keep capturing
         }
     }
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let duration_ms = start.elapsed().as_millis() as u64;
-    let exit_code = match end {
-        ExecEnd::Exited => run.exit_code().await?,
-        ExecEnd::Closed => -1,
-        _ => run.exit_code().await.unwrap_or(-1),
-    };
     let (stdout, stdout_dropped) = out.finish();
     let (stderr, stderr_dropped) = err.finish();
     Ok(ExecOutcome {
         end,
         result: ExecResult {
-            exit_code: if end == ExecEnd::Exited { exit_code } else { -1 },
+            exit_code: if end == ExecEnd::Exited { exit_code.unwrap_or(-1) } else { -1 },
             stdout,
             stderr,
             duration_ms,
@@ -280,6 +308,40 @@ pub(crate) async fn drive(
             stderr_dropped,
         },
     })
+}
+
+/// One step of a running command: a piece of output while output is open, then its exit code.
+enum Step {
+    Chunk(Result<OutputChunk>),
+    OutputEnded,
+    Exit(Result<i64>),
+}
+
+async fn step(run: &mut dyn RunningExec, output_open: bool) -> Step {
+    if output_open {
+        match run.next_chunk().await {
+            Some(c) => Step::Chunk(c),
+            None => Step::OutputEnded,
+        }
+    } else {
+        Step::Exit(run.exit_code().await)
+    }
+}
+
+/// Room for one chunk in the stream receiver, or `None` when it is gone (or there is none).
+async fn reserve(sink: &Option<mpsc::Sender<OutputChunk>>) -> Option<mpsc::Permit<'_, OutputChunk>> {
+    match sink {
+        Some(tx) => tx.reserve().await.ok(),
+        None => None,
+    }
+}
+
+/// Kills the command; a failed kill is logged, because the caller's error (timeout, cancel)
+/// says more than the kill's.
+async fn kill(run: &mut dyn RunningExec) {
+    if let Err(e) = run.kill().await {
+        tracing::warn!("killing a command failed: {e}");
+    }
 }
 
 #[cfg(test)]

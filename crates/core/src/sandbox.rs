@@ -129,9 +129,14 @@ impl Sandbox {
     pub async fn create(config: SandboxConfig) -> Result<Sandbox> {
         let cfg = config.resolve()?;
         let id = new_id();
-        let (engine, fallback) = backend::open(&cfg, &id).await?;
-        let state = State { workdir: cfg.workdir.clone(), env: cfg.env.clone() };
-        let sb = Sandbox::from_parts(id, Arc::from(engine), cfg, state, fallback);
+        // In a task of its own: a caller that stops waiting (a timeout around create) cannot cut a
+        // create in half; the finished sandbox is then dropped, and Drop frees it.
+        let task = tokio::spawn(async move {
+            let (engine, fallback) = backend::open(&cfg, &id).await?;
+            let state = State { workdir: cfg.workdir.clone(), env: cfg.env.clone() };
+            Ok::<_, Error>(Sandbox::from_parts(id, Arc::from(engine), cfg, state, fallback))
+        });
+        let sb = task.await.map_err(|e| Error::io("creating the sandbox", std::io::Error::other(e)))??;
         tracing::info!(sandbox = %sb.id(), backend = %sb.backend(), resource = %sb.resource_id(), "sandbox created");
         Ok(sb)
     }
@@ -241,6 +246,27 @@ impl Sandbox {
         }
     }
 
+    /// With restricted paths set, refuses writes whose parent directories pass through a symlink:
+    /// the link could lead into a restricted directory that the path itself does not name.
+    async fn refuse_symlinked_parents(&self, paths: &[SandboxPath]) -> Result<()> {
+        if self.inner.cfg.restricted.is_empty() {
+            return Ok(());
+        }
+        let mut dirs = std::collections::BTreeSet::new();
+        for p in paths {
+            dirs.extend(p.ancestors());
+        }
+        for d in dirs {
+            if self.inner.engine.stat(&d).await? == Some(EntryKind::Symlink) {
+                return Err(Error::invalid_path(
+                    d.to_string(),
+                    "it is a symlink, and with restrictedPaths set writes through symlinked directories are refused",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `sh -c command` in the workdir with the sandbox env. A non-zero exit is a result;
     /// running past the timeout kills the command and is `TIMEOUT` (with the partial output).
     pub async fn exec(&self, command: &str, opts: ExecOptions) -> Result<ExecResult> {
@@ -332,6 +358,8 @@ impl Sandbox {
         if resolved.is_empty() {
             return Ok(());
         }
+        let targets: Vec<SandboxPath> = resolved.iter().map(|(p, _)| p.clone()).collect();
+        self.guard(self.refuse_symlinked_parents(&targets)).await?;
         let tar = tokio::task::spawn_blocking(move || {
             let mut w = TarWriter::new();
             for (p, f) in &resolved {
@@ -366,6 +394,7 @@ impl Sandbox {
         }
         self.check_restricted(&p, true)?;
         self.guard(async {
+            self.refuse_symlinked_parents(std::slice::from_ref(&p)).await?;
             match self.inner.engine.stat(&p).await? {
                 None => Err(Error::not_found(&self.inner.id, "file", p.to_string())),
                 Some(_) => self.inner.engine.remove(&p).await,
@@ -469,22 +498,50 @@ impl Sandbox {
         let excludes = Excludes::new(&opts.exclude)?;
         let src = host_path.as_ref().to_path_buf();
         let dest2 = dest.clone();
-        let (tar, written) = tokio::task::spawn_blocking(move || pack_host_dir(&src, &dest2, &excludes))
+        // An existing destination keeps its owner and mode: only a missing one gets an entry.
+        let dest_missing = self.guard(self.inner.engine.stat(&dest)).await?.is_none();
+        let (tar, written) = tokio::task::spawn_blocking(move || pack_host_dir(&src, &dest2, &excludes, dest_missing))
             .await
             .map_err(|e| Error::io("packing the host directory", std::io::Error::other(e)))??;
         for p in &written {
             self.check_restricted(p, false)?;
         }
-        self.guard(self.inner.engine.upload_tar(tar)).await
+        self.guard(async {
+            self.refuse_symlinked_parents(&written).await?;
+            self.inner.engine.upload_tar(tar).await
+        })
+        .await
     }
 
     /// An independent sandbox with the same files, env and workdir; changes in one never show in
     /// the other. Each must be closed.
     pub async fn fork(&self) -> Result<Sandbox> {
-        let id = new_id();
-        let engine = self.guard(self.inner.engine.fork(&id)).await?;
-        let state = self.state().clone();
-        let sb = Sandbox::from_parts(id, Arc::from(engine), self.inner.cfg.clone(), state, self.inner.fallback.clone());
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        let parent = self.clone();
+        // In a task of its own, like create: a fork is never cut in half (a committed image and no
+        // container to own it), and a fork that finishes after its parent closed is closed too.
+        let task = tokio::spawn(async move {
+            let id = new_id();
+            let engine = parent.inner.engine.fork(&id).await?;
+            let state = parent.state().clone();
+            let sb = Sandbox::from_parts(
+                id,
+                Arc::from(engine),
+                parent.inner.cfg.clone(),
+                state,
+                parent.inner.fallback.clone(),
+            );
+            if parent.is_closed() {
+                let _ = sb.close().await;
+                return Err(parent.closed_error());
+            }
+            Ok(sb)
+        });
+        let sb = self
+            .guard(async { task.await.map_err(|e| Error::io("forking the sandbox", std::io::Error::other(e)))? })
+            .await?;
         tracing::info!(sandbox = %sb.id(), parent = %self.id(), "sandbox forked");
         Ok(sb)
     }

@@ -36,30 +36,22 @@ impl TarWriter {
         h
     }
 
-    /// Adds a directory (and its parents) once.
+    /// Adds a directory entry once. Parents are not added: engines create missing ones, and an
+    /// entry for an existing directory would reset its owner and mode (`/tmp` would lose 1777).
     pub fn dir(&mut self, path: &SandboxPath) -> Result<()> {
-        let mut all = path.ancestors();
-        if !path.is_root() {
-            all.push(path.clone());
-        }
-        for d in all {
-            if self.dirs.insert(d.clone()) {
-                let mut h = self.header(tar::EntryType::Directory, 0o755, 0);
-                self.tar
-                    .append_data(&mut h, format!("{}/", d.relative()), std::io::empty())
-                    .map_err(|e| Error::io(format!("building tar entry {d}"), e))?;
-            }
+        if !path.is_root() && self.dirs.insert(path.clone()) {
+            let mut h = self.header(tar::EntryType::Directory, 0o755, 0);
+            self.tar
+                .append_data(&mut h, format!("{}/", path.relative()), std::io::empty())
+                .map_err(|e| Error::io(format!("building tar entry {path}"), e))?;
         }
         Ok(())
     }
 
-    /// Adds a regular file with `mode`, after its parent directories.
+    /// Adds a regular file with `mode`; missing parent directories are created on extraction.
     pub fn file(&mut self, path: &SandboxPath, data: &[u8], mode: u32) -> Result<()> {
         if path.is_root() {
             return Err(Error::invalid_path("/", "a file cannot be written at the sandbox root itself"));
-        }
-        if let Some(parent) = path.parent() {
-            self.dir(&parent)?;
         }
         let mut h = self.header(tar::EntryType::Regular, mode & 0o7777, data.len() as u64);
         self.tar
@@ -69,9 +61,6 @@ impl TarWriter {
 
     /// Adds a symbolic link pointing at `target` (kept as written, not followed).
     pub fn symlink(&mut self, path: &SandboxPath, target: &Path) -> Result<()> {
-        if let Some(parent) = path.parent() {
-            self.dir(&parent)?;
-        }
         let mut h = self.header(tar::EntryType::Symlink, 0o777, 0);
         self.tar
             .append_link(&mut h, path.relative(), target)
@@ -120,11 +109,13 @@ impl Excludes {
 
 /// Packs the host directory `src` into a tar rooted at sandbox path `dest`, leaving out `excludes`.
 /// Symlinks are copied as links, never followed, so the import cannot pull in files outside `src`.
-/// Returns the archive and the sandbox paths it writes (for restricted-path checks).
+/// `dest` itself gets an entry only when `create_dest` (it does not exist yet). Returns the
+/// archive and the sandbox paths it writes (for restricted-path checks).
 pub(crate) fn pack_host_dir(
     src: &Path,
     dest: &SandboxPath,
     excludes: &Excludes,
+    create_dest: bool,
 ) -> Result<(Vec<u8>, Vec<SandboxPath>)> {
     let meta = std::fs::metadata(src).map_err(|e| Error::io(format!("reading host directory {}", src.display()), e))?;
     if !meta.is_dir() {
@@ -132,7 +123,9 @@ pub(crate) fn pack_host_dir(
     }
     let mut w = TarWriter::new();
     let mut written = Vec::new();
-    w.dir(dest)?;
+    if create_dest {
+        w.dir(dest)?;
+    }
     let mut stack = vec![(src.to_path_buf(), String::new())];
     while let Some((dir, rel_dir)) = stack.pop() {
         let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
@@ -191,7 +184,8 @@ fn file_mode(_meta: &std::fs::Metadata) -> u32 {
 pub(crate) fn unpack_to_host(tar_bytes: &[u8], dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
     let mut ar = tar::Archive::new(tar_bytes);
-    ar.set_preserve_permissions(true);
+    // Permission bits only: a sandbox must not hand the host a setuid file.
+    ar.set_preserve_permissions(false);
     ar.set_overwrite(true);
     ar.unpack(dest).map_err(|e| Error::io(format!("unpacking into {}", dest.display()), e))
 }
@@ -216,12 +210,13 @@ mod tests {
     }
 
     #[test]
-    fn files_bring_their_parent_dirs_once() {
+    fn files_carry_no_parent_entries_so_existing_dirs_keep_their_mode() {
         let mut w = TarWriter::new();
-        w.file(&sp("/w/a/x.txt"), b"x", 0o644).unwrap();
-        w.file(&sp("/w/a/y.txt"), b"y", 0o600).unwrap();
+        w.file(&sp("/tmp/a/x.txt"), b"x", 0o644).unwrap();
+        w.dir(&sp("/new/dir")).unwrap();
+        w.dir(&sp("/new/dir")).unwrap();
         let names: Vec<_> = entries(&w.finish().unwrap()).into_iter().map(|e| e.0).collect();
-        assert_eq!(names, ["w/", "w/a/", "w/a/x.txt", "w/a/y.txt"]);
+        assert_eq!(names, ["tmp/a/x.txt", "new/dir/"]);
     }
 
     #[test]
@@ -248,13 +243,28 @@ mod tests {
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
         let ex = Excludes::new(&["node_modules".into()]).unwrap();
-        let (bytes, written) = pack_host_dir(root, &sp("/app"), &ex).unwrap();
+        let (bytes, written) = pack_host_dir(root, &sp("/app"), &ex, true).unwrap();
         let e = entries(&bytes);
         assert!(e.iter().any(|(n, _)| n == "app/src/a.ts"));
         assert!(!e.iter().any(|(n, _)| n.contains("node_modules")));
         #[cfg(unix)]
         assert!(e.iter().any(|(n, t)| n == "app/link" && *t == tar::EntryType::Symlink));
         assert!(written.contains(&sp("/app/src/a.ts")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unpack_drops_setuid_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o4755);
+        b.append_data(&mut h, "suid", &b"x"[..]).unwrap();
+        unpack_to_host(&b.into_inner().unwrap(), tmp.path()).unwrap();
+        let mode = std::fs::metadata(tmp.path().join("suid")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755);
     }
 
     #[test]

@@ -60,10 +60,19 @@ cases! {
     All close_is_idempotent_fails_later_calls_and_leaves_nothing,
     All close_during_an_exec_fails_it_with_closed,
     All twenty_sandboxes_created_concurrently_all_work,
+    All timeout_applies_when_a_command_closes_its_output_early,
+    All a_stream_receiver_that_never_reads_cannot_outlive_the_timeout,
+    All writes_keep_the_mode_of_existing_directories,
+    All fifos_and_directories_are_not_read_as_files,
+    All fork_racing_close_or_a_dropped_call_leaks_nothing,
+    All export_never_hands_the_host_a_setuid_file,
+    All restricted_paths_cannot_be_reached_through_a_symlink,
+    All a_symlinked_workdir_works,
     Container network_is_off_by_default,
     Container memory_and_pids_limits_are_applied,
     Container node_project_runs_its_tests,
     Local symlinks_and_dot_dot_never_reach_outside_the_sandbox,
+    Local close_stops_processes_a_command_left_running,
 }
 
 async fn exec_returns_exit_code_and_separate_streams(h: Harness) {
@@ -543,4 +552,152 @@ async fn symlinks_and_dot_dot_never_reach_outside_the_sandbox(h: Harness) {
     assert!(target.exists());
     assert!(!outside.path().join("new.txt").exists());
     sb.close().await.unwrap();
+}
+
+async fn timeout_applies_when_a_command_closes_its_output_early(h: Harness) {
+    let sb = h.create().await;
+    let t = std::time::Instant::now();
+    let e = expect_code(
+        sb.exec("echo bye; exec >/dev/null 2>&1; sleep 30", ExecOptions::new().timeout(Duration::from_secs(1))).await,
+        ErrorCode::Timeout,
+    );
+    assert_eq!(e.partial_output().unwrap().stdout, "bye\n");
+    assert!(t.elapsed() < Duration::from_secs(15), "the call outlived its timeout: {:?}", t.elapsed());
+    sb.close().await.unwrap();
+}
+
+async fn a_stream_receiver_that_never_reads_cannot_outlive_the_timeout(h: Harness) {
+    let sb = h.create().await;
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let t = std::time::Instant::now();
+    let r = sb
+        .exec("yes streaming | head -c 20000000", ExecOptions::new().output(tx).timeout(Duration::from_millis(1500)))
+        .await;
+    expect_code(r, ErrorCode::Timeout);
+    assert!(t.elapsed() < Duration::from_secs(15), "a stuck receiver held the call for {:?}", t.elapsed());
+    sb.close().await.unwrap();
+}
+
+async fn writes_keep_the_mode_of_existing_directories(h: Harness) {
+    let sb = h.create().await;
+    sb.exec("mkdir -p shared && chmod 1777 shared", ExecOptions::new()).await.unwrap();
+    sb.write_file("shared/a/b.txt", "x").await.unwrap();
+    sb.write_files([("shared/c.txt", "c")]).await.unwrap();
+    let r = sb.exec("stat -c %a shared", ExecOptions::new()).await.unwrap();
+    assert_eq!(r.stdout.trim(), "1777", "a write reset the mode of an existing directory");
+    if h.is_container() {
+        sb.write_file("/tmp/x.txt", "x").await.unwrap();
+        let r = sb.exec("stat -c %a /tmp", ExecOptions::new()).await.unwrap();
+        assert_eq!(r.stdout.trim(), "1777", "/tmp lost its sticky bit");
+    }
+    sb.close().await.unwrap();
+}
+
+async fn fifos_and_directories_are_not_read_as_files(h: Harness) {
+    let sb = h.create().await;
+    sb.exec("mkfifo pipe && mkdir -p d/e && ln -s d dirlink", ExecOptions::new()).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(20), sb.read_file("pipe")).await.expect("reading a FIFO hung");
+    expect_code(read, ErrorCode::InvalidArgument);
+    expect_code(sb.read_file("/").await, ErrorCode::InvalidArgument);
+    expect_code(sb.read_file("dirlink").await, ErrorCode::InvalidArgument);
+    sb.close().await.unwrap();
+}
+
+/// Managed engine resources carrying `label=value`, or (local) nothing to count by label.
+async fn labelled(h: &Harness, value: &str) -> usize {
+    if h.kind == BackendKind::Local {
+        return 0;
+    }
+    use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let filters = HashMap::from([("label", vec![format!("dsbx-test-case={value}")])]);
+    let c = docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+        .await
+        .unwrap()
+        .len();
+    let i =
+        docker.list_images(Some(ListImagesOptionsBuilder::default().filters(&filters).build())).await.unwrap().len();
+    c + i
+}
+
+async fn fork_racing_close_or_a_dropped_call_leaks_nothing(h: Harness) {
+    let tag = uuid_like();
+    let cfg = h.config().label("dsbx-test-case", tag.clone());
+    let sb = h.create_with(cfg.clone()).await;
+    sb.write_file("f.txt", "x").await.unwrap();
+    let (fork, closed) = tokio::join!(sb.fork(), sb.close());
+    closed.unwrap();
+    if let Ok(child) = fork {
+        child.close().await.unwrap();
+    }
+    // A caller that gives up early: the create and the fork still finish, then free themselves.
+    let sb2 = h.create_with(cfg.clone()).await;
+    let _ = tokio::time::timeout(Duration::from_millis(1), sb2.fork()).await;
+    let _ = tokio::time::timeout(Duration::from_millis(1), Sandbox::create(cfg.clone())).await;
+    sb2.close().await.unwrap();
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        left = labelled(&h, &tag).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "containers or images of this case were left behind");
+    assert!(!std::path::Path::new(&sb.resource_id()).exists() || h.is_container());
+}
+
+fn uuid_like() -> String {
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+async fn export_never_hands_the_host_a_setuid_file(h: Harness) {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = h.create().await;
+    sb.exec("mkdir -p out && echo x > out/tool && chmod 4755 out/tool", ExecOptions::new()).await.unwrap();
+    let host = tempfile::tempdir().unwrap();
+    sb.export_directory("out", host.path()).await.unwrap();
+    let mode = std::fs::metadata(host.path().join("tool")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o755, "mode {:o}", mode & 0o7777);
+    sb.close().await.unwrap();
+}
+
+async fn restricted_paths_cannot_be_reached_through_a_symlink(h: Harness) {
+    let sb = h.create_with(h.config().restricted_path("/workspace/secrets/**")).await;
+    sb.exec("mkdir secrets && ln -s secrets door && ln -s /workspace/secrets abs", ExecOptions::new()).await.unwrap();
+    expect_code(sb.write_file("door/key", "x").await, ErrorCode::InvalidPath);
+    expect_code(sb.write_files([("ok.txt", "x"), ("abs/key", "x")]).await, ErrorCode::InvalidPath);
+    expect_code(sb.delete_file("door/anything").await, ErrorCode::InvalidPath);
+    assert!(!sb.exists("secrets/key").await.unwrap());
+    assert!(!sb.exists("ok.txt").await.unwrap());
+    sb.close().await.unwrap();
+}
+
+async fn a_symlinked_workdir_works(h: Harness) {
+    let sb = h.create().await;
+    sb.exec("mkdir real && ln -s real link", ExecOptions::new()).await.unwrap();
+    sb.set_workdir("link").await.unwrap();
+    let r = sb.exec("echo hi > f.txt", ExecOptions::new()).await.unwrap();
+    assert_eq!(r.exit_code, 0, "{r:?}");
+    assert_eq!(sb.read_file("/workspace/real/f.txt").await.unwrap(), b"hi\n");
+    sb.close().await.unwrap();
+}
+
+async fn close_stops_processes_a_command_left_running(h: Harness) {
+    let sb = h.create().await;
+    let r = sb.exec("nohup sleep 600 >/dev/null 2>&1 & echo $!", ExecOptions::new()).await.unwrap();
+    let pid: i32 = r.stdout.trim().parse().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the background process started");
+    sb.close().await.unwrap();
+    let mut alive = true;
+    for _ in 0..50 {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        alive = !state.is_empty() && !state.contains("State:\tZ");
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!alive, "a process of the closed sandbox is still running");
 }

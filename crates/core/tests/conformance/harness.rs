@@ -37,6 +37,10 @@ impl Harness {
         }
     }
 
+    pub fn is_container(&self) -> bool {
+        self.kind != BackendKind::Local
+    }
+
     pub async fn create(&self) -> Sandbox {
         self.create_with(self.config()).await
     }

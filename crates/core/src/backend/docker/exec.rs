@@ -2,6 +2,7 @@
 //! the background, and a kill that reaches every process the command started.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
@@ -124,15 +125,18 @@ impl RunningExec for DockerExec {
     }
 
     async fn exit_code(&mut self) -> Result<i64> {
-        wait_exit_code(&self.docker, &self.exec_id)
-            .await
-            .map_err(|e| Error::engine(&self.sandbox, "inspecting the exec", describe(&e)))?
-            .ok_or_else(|| {
-                Error::engine(
-                    &self.sandbox,
-                    "waiting for the exit code",
-                    "the command closed its output but kept running",
-                )
-            })
+        // The code lands a moment after the output closes; a command that closed its output early
+        // keeps running, and the caller's deadline bounds this wait.
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if let Some(code) = wait_exit_code(&self.docker, &self.exec_id)
+                .await
+                .map_err(|e| Error::engine(&self.sandbox, "inspecting the exec", describe(&e)))?
+            {
+                return Ok(code);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
     }
 }

@@ -24,11 +24,13 @@ pub(super) async fn upload(e: &DockerEngine, tar: Vec<u8>) -> Result<()> {
     let opts = UploadToContainerOptionsBuilder::default().path("/").no_overwrite_dir_non_dir("true").build();
     e.docker.upload_to_container(&e.container, Some(opts), body_full(tar.into())).await.map_err(|err| {
         match status(&err) {
-            Some(400 | 500) if describe(&err).contains("overwrite") => Error::InvalidArgument(format!(
-                "sandbox {}: a write would replace a directory with a file or a file with a directory: {}",
-                e.id,
-                describe(&err)
-            )),
+            Some(400 | 500) if ["overwrite", "not a directory"].iter().any(|m| describe(&err).contains(m)) => {
+                Error::InvalidArgument(format!(
+                    "sandbox {}: a write would replace a directory with a file or a file with a directory: {}",
+                    e.id,
+                    describe(&err)
+                ))
+            }
             _ => e.err("uploading files", err),
         }
     })
@@ -58,6 +60,10 @@ pub(super) async fn download(e: &DockerEngine, path: &SandboxPath) -> Result<Vec
 pub(super) async fn read_file(e: &DockerEngine, path: &SandboxPath) -> Result<Vec<u8>> {
     let mut current = path.clone();
     for _ in 0..MAX_SYMLINKS {
+        // A directory would arrive as a tar of everything below it: refuse it from one HEAD request.
+        if stat(e, &current).await? == Some(EntryKind::Dir) {
+            return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", e.id)));
+        }
         let tar = get_archive(e, current.as_str()).await.map_err(|err| match status(&err) {
             Some(404) => Error::not_found(&e.id, "file", path.to_string()),
             _ => e.err("reading a file", err),

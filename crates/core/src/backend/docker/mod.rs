@@ -218,6 +218,10 @@ pub(crate) async fn remove_container(docker: &Docker, container: &str) -> std::r
 /// close tries them again, so the last close of a family removes them all.
 static PENDING_IMAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// Serializes image cleanup: two closes racing could each see the other's image still in use and
+/// both leave it pending with nobody left to retry.
+static IMAGE_CLEANUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Removes an image; `Ok(false)` when it is still in use and must wait.
 pub(crate) async fn remove_image(docker: &Docker, image: &str) -> std::result::Result<bool, DockerError> {
     let opts = RemoveImageOptionsBuilder::default().force(true).build();
@@ -244,7 +248,7 @@ impl Engine for DockerEngine {
     }
 
     async fn start_exec(&self, spec: ExecSpec) -> Result<Box<dyn RunningExec>> {
-        if self.stat(&spec.cwd).await? != Some(EntryKind::Dir) {
+        if !matches!(self.stat(&spec.cwd).await?, Some(EntryKind::Dir | EntryKind::Symlink)) {
             return Err(Error::not_found(&self.id, "working directory", spec.cwd.to_string()));
         }
         let run = exec::DockerExec::start(&self.docker, &self.container, &self.id, spec).await?;
@@ -310,6 +314,7 @@ impl Engine for DockerEngine {
 
     async fn close(&self) -> Result<()> {
         remove_container(&self.docker, &self.container).await.map_err(|e| self.err("removing the container", e))?;
+        let _cleanup = IMAGE_CLEANUP.lock().await;
         let mut todo: Vec<String> = std::mem::take(&mut *PENDING_IMAGES.lock().unwrap_or_else(|p| p.into_inner()));
         todo.extend(self.owned_image.clone());
         let mut still = Vec::new();

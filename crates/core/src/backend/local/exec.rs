@@ -18,6 +18,9 @@ use crate::exec::{OutputChunk, OutputStream, RunningExec};
 /// process group (`setsid`).
 const MARKER_VAR: &str = "DAGGER_SANDBOX_EXEC";
 
+/// The variable naming the sandbox on every process it starts, so close can stop them all.
+const SANDBOX_VAR: &str = "DAGGER_SANDBOX_ID";
+
 /// PATH for commands when the host has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -48,6 +51,7 @@ impl LocalExec {
             .env("SANDBOX_ROOT", root)
             .envs(&spec.env)
             .env(MARKER_VAR, &marker)
+            .env(SANDBOX_VAR, sandbox)
             .process_group(0)
             .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
@@ -107,7 +111,7 @@ impl RunningExec for LocalExec {
         if self.pgid > 1 {
             let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
         }
-        kill_marked(&self.marker);
+        kill_marked(&format!("{MARKER_VAR}={}", self.marker));
         Ok(())
     }
 
@@ -128,13 +132,30 @@ impl RunningExec for LocalExec {
     }
 }
 
-/// Kills processes that carry this exec's marker but left its process group. Only processes our
-/// own exec started can carry the random marker.
+impl Drop for LocalExec {
+    fn drop(&mut self) {
+        // A call that was dropped (a timeout around it) must not leave the command running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            if self.pgid > 1 {
+                let _ =
+                    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pgid), nix::sys::signal::Signal::SIGKILL);
+            }
+            kill_marked(&format!("{MARKER_VAR}={}", self.marker));
+        }
+    }
+}
+
+/// Kills every process a sandbox's commands started that is still running.
+pub(super) fn kill_sandbox_processes(sandbox: &str) {
+    kill_marked(&format!("{SANDBOX_VAR}={sandbox}"));
+}
+
+/// Kills processes whose environment holds `needle` (`NAME=value`): they left the process group
+/// but carry a marker only our own execs set.
 #[cfg(target_os = "linux")]
-fn kill_marked(marker: &str) {
+fn kill_marked(needle: &str) {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    let needle = format!("{MARKER_VAR}={marker}");
     let me = std::process::id() as i32;
     for _round in 0..3 {
         let mut found = false;
@@ -157,4 +178,4 @@ fn kill_marked(marker: &str) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn kill_marked(_marker: &str) {}
+fn kill_marked(_needle: &str) {}

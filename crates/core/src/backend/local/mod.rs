@@ -184,6 +184,23 @@ impl LocalFs {
         Ok(())
     }
 
+    /// Reads a regular file (links followed inside the sandbox). Anything else is refused before it
+    /// is opened: opening a FIFO would block until a writer appears.
+    fn read_regular(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+        let rel = Self::rel(path);
+        let meta = self.root.metadata(rel).map_err(|e| self.map_err(e, "reading", path))?;
+        if meta.is_dir() {
+            return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", self.id)));
+        }
+        if !meta.is_file() {
+            return Err(Error::InvalidArgument(format!("sandbox {}: {path} is not a regular file", self.id)));
+        }
+        let mut f = self.root.open(rel).map_err(|e| self.map_err(e, "reading", path))?;
+        let mut data = Vec::with_capacity(capacity_for(meta.len()));
+        f.read_to_end(&mut data).map_err(|e| self.map_err(e, "reading", path))?;
+        Ok(data)
+    }
+
     /// Appends the tree under `dir` (relative name `prefix`) to `w`, links kept as links.
     fn pack(&self, dir: &Dir, prefix: &str, tar: &mut tar::Builder<Vec<u8>>, at: &SandboxPath) -> Result<()> {
         let mut entries: Vec<_> = dir
@@ -214,7 +231,7 @@ impl LocalFs {
             } else if ft.is_file() {
                 let mut f = dir.open(&name).map_err(|e| self.map_err(e, "reading", &here))?;
                 let meta = f.metadata().map_err(|e| self.map_err(e, "reading", &here))?;
-                let mut data = Vec::with_capacity(meta.len() as usize);
+                let mut data = Vec::with_capacity(capacity_for(meta.len()));
                 f.read_to_end(&mut data).map_err(|e| self.map_err(e, "reading", &here))?;
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(meta.permissions().mode() & 0o7777);
@@ -281,7 +298,7 @@ impl Engine for LocalEngine {
 
     async fn read_file(&self, path: &SandboxPath) -> Result<Vec<u8>> {
         let path = path.clone();
-        self.blocking(move |fs| fs.root.read(LocalFs::rel(&path)).map_err(|e| fs.map_err(e, "reading", &path))).await
+        self.blocking(move |fs| fs.read_regular(&path)).await
     }
 
     async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>> {
@@ -324,8 +341,9 @@ impl Engine for LocalEngine {
         let new_id = new_id.to_string();
         let child = self
             .blocking(move |fs| {
-                let child = LocalFs::make(&new_id)?;
+                // Copy out first: a failure then leaves nothing behind.
                 let tar = fs.download_blocking(&SandboxPath::root())?;
+                let child = LocalFs::make(&new_id)?;
                 if let Err(e) = child.upload_blocking(&tar) {
                     let _ = std::fs::remove_dir_all(&child.home);
                     return Err(e);
@@ -337,6 +355,8 @@ impl Engine for LocalEngine {
     }
 
     async fn close(&self) -> Result<()> {
+        // Processes a command left running (`nohup ... &`) carry the sandbox's id: stop them first.
+        exec::kill_sandbox_processes(&self.fs.id);
         self.blocking(|fs| match std::fs::remove_dir_all(&fs.home) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(Error::io(format!("removing {}", fs.home.display()), e))
@@ -345,6 +365,11 @@ impl Engine for LocalEngine {
         })
         .await
     }
+}
+
+/// A buffer size for a file of `len` bytes, not trusting `len` (a sparse file can claim terabytes).
+fn capacity_for(len: u64) -> usize {
+    len.min(16 * 1024 * 1024) as usize
 }
 
 fn kind_of(ft: cap_std::fs::FileType) -> EntryKind {
