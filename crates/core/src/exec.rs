@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -195,8 +196,10 @@ pub(crate) struct ExecOutcome {
 pub(crate) trait RunningExec: Send {
     /// The next piece of output; `None` once every writer has closed.
     async fn next_chunk(&mut self) -> Option<Result<OutputChunk>>;
-    /// Kills the command and everything it started.
-    async fn kill(&mut self) -> Result<()>;
+    /// A future that kills the command and everything it started. It owns what it needs, so
+    /// output can keep being drained while it runs: an engine may not finish a kill while the
+    /// command's output is left unread.
+    fn kill(&self) -> BoxFuture<'static, Result<()>>;
     /// Waits for the exit code (called once output has ended). May wait as long as the command
     /// runs; the caller bounds it with the timeout. Must be cancel-safe.
     async fn exit_code(&mut self) -> Result<i64>;
@@ -229,9 +232,11 @@ pub(crate) async fn drive(
     let mut output_open = true;
     let mut exit_code: Option<i64> = None;
     let mut failure: Option<crate::Error> = None;
+    let mut killing: Option<BoxFuture<'static, Result<()>>> = None;
     while exit_code.is_none() {
         let killed = end != ExecEnd::Exited;
         let mut receiver_gone = false;
+        let mut start_kill = false;
         tokio::select! {
             biased;
             _ = &mut deadline => {
@@ -239,18 +244,23 @@ pub(crate) async fn drive(
                     break; // still not done a grace period after the kill: stop waiting
                 }
                 end = ExecEnd::TimedOut;
-                kill(&mut *run).await;
-                deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
+                start_kill = true;
             }
             _ = cancel.cancelled(), if !killed => {
                 end = ExecEnd::Cancelled;
-                kill(&mut *run).await;
-                deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
+                start_kill = true;
             }
             _ = closing.cancelled(), if !killed => {
                 end = ExecEnd::Closed;
-                kill(&mut *run).await; // the container may already be gone
+                // The container is going away; the kill only matters for a local sandbox.
+                tokio::spawn(log_kill(run.kill()));
                 break;
+            }
+            r = async { killing.as_mut().expect("guarded by killing.is_some()").await }, if killing.is_some() => {
+                killing = None;
+                if let Err(e) = r {
+                    tracing::warn!("killing a command failed: {e}");
+                }
             }
             permit = reserve(&sink), if pending.is_some() => {
                 let chunk = pending.take().expect("guarded by pending.is_some()");
@@ -270,7 +280,7 @@ pub(crate) async fn drive(
                     }
                 }
                 Step::Chunk(Err(e)) => {
-                    kill(&mut *run).await;
+                    tokio::spawn(log_kill(run.kill()));
                     failure = Some(e);
                     break;
                 }
@@ -288,6 +298,14 @@ pub(crate) async fn drive(
         }
         if receiver_gone {
             sink = None; // the receiver went away; keep capturing
+        }
+        if start_kill {
+            // Stop feeding the stream receiver (it may be what stalled us) and keep draining the
+            // output while the kill runs, so the engine is never stuck writing to us.
+            sink = None;
+            pending = None;
+            killing = Some(run.kill());
+            deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
         }
     }
     if let Some(e) = failure {
@@ -336,10 +354,9 @@ async fn reserve(sink: &Option<mpsc::Sender<OutputChunk>>) -> Option<mpsc::Permi
     }
 }
 
-/// Kills the command; a failed kill is logged, because the caller's error (timeout, cancel)
-/// says more than the kill's.
-async fn kill(run: &mut dyn RunningExec) {
-    if let Err(e) = run.kill().await {
+/// Runs a kill whose outcome nobody waits for; a failure is logged.
+async fn log_kill(kill: BoxFuture<'static, Result<()>>) {
+    if let Err(e) = kill.await {
         tracing::warn!("killing a command failed: {e}");
     }
 }

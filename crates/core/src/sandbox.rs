@@ -186,9 +186,9 @@ impl Sandbox {
         self.inner.engine.resource_id()
     }
 
-    /// The image it was created from.
-    pub fn image(&self) -> &str {
-        &self.inner.cfg.image
+    /// The image it was created from; `None` on the local backend, which uses the host's tools.
+    pub fn image(&self) -> Option<&str> {
+        (self.backend() != BackendKind::Local).then_some(self.inner.cfg.image.as_str())
     }
 
     /// The current working directory.

@@ -9,6 +9,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use bollard::Docker;
+use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
@@ -95,7 +96,7 @@ impl RunningExec for DockerExec {
         }
     }
 
-    async fn kill(&mut self) -> Result<()> {
+    fn kill(&self) -> BoxFuture<'static, Result<()>> {
         // Docker has no endpoint to kill an exec, and hanging up does not stop it. A second exec
         // finds every process carrying this exec's marker, stops them all first (so no parent sees
         // a child die and carries on), re-scans for late forks, then kills them.
@@ -108,20 +109,23 @@ impl RunningExec for DockerExec {
              [ -n \"$all\" ] && kill -KILL $all 2>/dev/null; true",
             marker = self.marker
         );
-        let config = ExecConfig {
-            cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..Default::default()
-        };
-        let err = |e: bollard::errors::Error| Error::engine(&self.sandbox, "killing a command", describe(&e));
-        let exec = self.docker.create_exec(&self.container, config).await.map_err(err)?;
-        if let StartExecResults::Attached { mut output, .. } =
-            self.docker.start_exec(&exec.id, None).await.map_err(err)?
-        {
-            while output.next().await.is_some() {}
-        }
-        Ok(())
+        let (docker, container, sandbox) = (self.docker.clone(), self.container.clone(), self.sandbox.clone());
+        Box::pin(async move {
+            let config = ExecConfig {
+                cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            };
+            let err = |e: bollard::errors::Error| Error::engine(&sandbox, "killing a command", describe(&e));
+            let exec = docker.create_exec(&container, config).await.map_err(err)?;
+            if let StartExecResults::Attached { mut output, .. } =
+                docker.start_exec(&exec.id, None).await.map_err(err)?
+            {
+                while output.next().await.is_some() {}
+            }
+            Ok(())
+        })
     }
 
     async fn exit_code(&mut self) -> Result<i64> {

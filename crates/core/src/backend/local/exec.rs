@@ -6,6 +6,7 @@ use std::process::Stdio;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Child;
 use tokio::sync::mpsc;
@@ -103,16 +104,12 @@ impl RunningExec for LocalExec {
         self.output.recv().await
     }
 
-    async fn kill(&mut self) -> Result<()> {
-        use nix::sys::signal::{killpg, Signal};
-        use nix::unistd::Pid;
-        // The syscall on the group we created, never `kill -SIG -PGID` through a shell (procps on
-        // Debian 12 can turn that into kill(-1)). pgid > 1 guards against ever signalling init or all.
-        if self.pgid > 1 {
-            let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
-        }
-        kill_marked(&format!("{MARKER_VAR}={}", self.marker));
-        Ok(())
+    fn kill(&self) -> BoxFuture<'static, Result<()>> {
+        let (pgid, marker) = (self.pgid, self.marker.clone());
+        Box::pin(async move {
+            kill_tree(pgid, &marker);
+            Ok(())
+        })
     }
 
     async fn exit_code(&mut self) -> Result<i64> {
@@ -136,13 +133,19 @@ impl Drop for LocalExec {
     fn drop(&mut self) {
         // A call that was dropped (a timeout around it) must not leave the command running.
         if matches!(self.child.try_wait(), Ok(None)) {
-            if self.pgid > 1 {
-                let _ =
-                    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pgid), nix::sys::signal::Signal::SIGKILL);
-            }
-            kill_marked(&format!("{MARKER_VAR}={}", self.marker));
+            kill_tree(self.pgid, &self.marker);
         }
     }
+}
+
+/// Kills an exec's process group and any process that left it but carries its marker. The
+/// syscall on the group we created, never `kill -SIG -PGID` through a shell (procps on Debian 12
+/// can turn that into kill(-1)); `pgid > 1` guards against ever signalling init or everything.
+fn kill_tree(pgid: i32, marker: &str) {
+    if pgid > 1 {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+    }
+    kill_marked(&format!("{MARKER_VAR}={marker}"));
 }
 
 /// Kills every process a sandbox's commands started that is still running.
