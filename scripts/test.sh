@@ -2,7 +2,8 @@
 # Runs every test of the project on this machine, a fresh one included: makes a Docker engine and
 # the local test images available (scripts/engine.sh), checks formatting and lints, then runs the
 # unit tests, the conformance suite against every backend (it prints a count per backend, and a
-# SKIPPED line for a backend that cannot run here), and the integration tests.
+# SKIPPED line for a backend that cannot run here), the integration tests (the stdio bridge binary
+# under hostile input among them), and the Python client's tests against the real bridge.
 #
 # DAGGER_SANDBOX_REQUIRE_DOCKER=1 (set by .ci/run) turns a missing Docker engine into a failure.
 set -euo pipefail
@@ -15,3 +16,6 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== python: bridge client (examples/python)"
+cargo build -p dagger-sandbox-bridge --locked -q
+python3 -m unittest discover -s examples/python -t examples/python -v
