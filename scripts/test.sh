@@ -3,7 +3,9 @@
 # the local test images available (scripts/engine.sh), checks formatting and lints, then runs the
 # unit tests, the conformance suite against every backend (it prints a count per backend, and a
 # SKIPPED line for a backend that cannot run here), the integration tests (the stdio bridge binary
-# under hostile input among them), and the Python client's tests against the real bridge.
+# under hostile input among them), the Python client's tests against the real bridge, and the
+# Node package (scripts/node-test.sh: debug addon build, node:test suite, tsc --strict type test,
+# npm pack consumer check).
 #
 # DAGGER_SANDBOX_REQUIRE_DOCKER=1 (set by .ci/run) turns a missing Docker engine into a failure.
 set -euo pipefail
@@ -19,3 +21,5 @@ cargo test --workspace --locked
 echo "== python: bridge client (examples/python)"
 cargo build -p dagger-sandbox-bridge --locked -q
 python3 -m unittest discover -s examples/python -t examples/python -v
+echo "== node package"
+bash scripts/node-test.sh

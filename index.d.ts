@@ -1,0 +1,114 @@
+// Types of the `dagger-sandbox` package (index.js). Records come from the generated binding.d.ts,
+// which napi-rs writes from the Rust doc comments; only the JS layer's own shapes are declared here.
+/// <reference types="node" />
+/// <reference lib="esnext.disposable" />
+import type {
+  CleanupReport,
+  DirEntry,
+  EntryKind,
+  ExecOptions as NativeExecOptions,
+  ExecResult,
+  SandboxOptions,
+} from './binding'
+
+export type { CleanupReport, DirEntry, EntryKind, ExecResult, SandboxOptions }
+
+/** The stable codes of `SandboxError.code`, identical on every surface (JS, bridge, REST, CLI). */
+export type SandboxErrorCode =
+  | 'ENGINE_UNAVAILABLE'
+  | 'TIMEOUT'
+  | 'NOT_FOUND'
+  | 'RESTRICTED_PATH'
+  | 'INVALID_PATH'
+  | 'INVALID_ARGUMENT'
+  | 'CLOSED'
+  | 'CANCELLED'
+  | 'ENGINE_ERROR'
+  | 'IO_ERROR'
+
+/** Every rejection of this package: an `Error` with the core's stable `code`. */
+export declare class SandboxError extends Error {
+  /** The stable code to branch on. */
+  readonly code: SandboxErrorCode
+  readonly name: 'SandboxError'
+  constructor(code: SandboxErrorCode, message: string, options?: { cause?: unknown })
+}
+
+/** Per-call exec settings: the native ones plus cancellation and streaming. */
+export interface ExecOptions extends NativeExecOptions {
+  /** Aborting kills the command; the call rejects with `CANCELLED`. */
+  signal?: AbortSignal
+  /** Called with stdout text as it is written, in order, before `exec` resolves. */
+  onStdout?: (text: string) => void
+  /** Called with stderr text as it is written, in order, before `exec` resolves. */
+  onStderr?: (text: string) => void
+}
+
+/** Options of `writeFile`. */
+export interface WriteFileOptions {
+  /** Permission bits, e.g. `0o755` (default `0o644`). */
+  mode?: number
+}
+
+/** Options of `refreshFromHost`. */
+export interface RefreshOptions {
+  /** Globs left out: a name (`node_modules`, `*.log`) matches anywhere, a path with `/` from the root. */
+  exclude?: string[]
+}
+
+/**
+ * An isolated sandbox: a filesystem, a working directory and an environment. Make one with
+ * `await DaggerSandbox.create(options)`, free it with `close()` or `await using`.
+ */
+export declare class DaggerSandbox implements AsyncDisposable {
+  private constructor()
+  /** Creates a sandbox; by default the `auto` backend and the `node:20-alpine3.22` image. */
+  static create(options?: SandboxOptions): Promise<DaggerSandbox>
+  /** The sandbox id (`sbx-` and 12 hex digits), also a label on its engine resources. */
+  readonly id: string
+  /** The engine it runs on. */
+  readonly backend: 'dagger' | 'docker' | 'local'
+  /** How isolated it is from the host. */
+  readonly isolation: 'container' | 'process'
+  /** The working directory of later execs and relative paths. */
+  readonly workdir: string
+  /** Whether `close()` has been called. */
+  readonly closed: boolean
+  /** Runs `sh -c command` in the workdir; a non-zero exit is a result, not an error. */
+  exec(command: string, options?: ExecOptions): Promise<ExecResult>
+  /** Writes one file (text as UTF-8, or bytes), creating parent directories. */
+  writeFile(path: string, contents: string | Buffer, options?: WriteFileOptions): Promise<void>
+  /** Writes many files in one engine round trip; nothing is written if any path is refused. */
+  writeFiles(files: Record<string, string | Buffer>): Promise<void>
+  /** Reads a UTF-8 text file (`INVALID_ARGUMENT` if it is not UTF-8). */
+  readFile(path: string): Promise<string>
+  /** Reads a file byte for byte. */
+  readFileBytes(path: string): Promise<Buffer>
+  /** Deletes a file or directory (recursively); a missing path is `NOT_FOUND`. */
+  deleteFile(path: string): Promise<void>
+  /** Lists a directory (default the workdir), sorted by name. */
+  listDirectory(path?: string): Promise<DirEntry[]>
+  /** Makes `path` the working directory (created if missing). */
+  setWorkdir(path: string): Promise<void>
+  /** Sets one variable for every later exec; returns this sandbox. */
+  withEnv(key: string, value: string): this
+  /** Sets many variables for every later exec (none if any is invalid); returns this sandbox. */
+  withEnvs(vars: Record<string, string>): this
+  /** Copies the sandbox directory `containerPath` to `hostPath` on the host. */
+  exportDirectory(containerPath: string, hostPath: string): Promise<void>
+  /** Copies the host directory `hostPath` into the sandbox at `containerPath` in one upload. */
+  refreshFromHost(hostPath: string, containerPath: string, options?: RefreshOptions): Promise<void>
+  /** An independent sandbox with the same files, env and workdir; close both. */
+  fork(): Promise<DaggerSandbox>
+  /** Frees every engine resource; idempotent. In-flight and later calls reject with `CLOSED`. */
+  close(): Promise<void>
+  /** `close()`, so `await using sb = await DaggerSandbox.create()` frees it at scope end. */
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+/**
+ * Removes sandboxes whose owning process exited without closing them (labelled containers, their
+ * snapshot images, local sandbox directories). Live sandboxes are never touched. Run it at startup
+ * of a long-lived service, or from a cron, to reclaim what crashed processes left.
+ */
+export declare function cleanupOrphans(): Promise<CleanupReport>

@@ -1,0 +1,167 @@
+// The `dagger-sandbox` package: a thin layer over the generated napi-rs loader (binding.js) for
+// what the native side cannot do alone: real `SandboxError` instances with `.code`, AbortSignal
+// plumbing (an already-aborted signal, listeners that do not clobber `signal.onabort`), and
+// onStdout/onStderr as text decoded across chunk boundaries.
+'use strict'
+
+const { NativeSandbox, ExecCanceller, cleanupOrphans: nativeCleanupOrphans } = require('./binding.js')
+
+/** An error from a sandbox call; `code` is the core's stable code (`NOT_FOUND`, `CLOSED`, ...). */
+class SandboxError extends Error {
+  constructor(code, message, options) {
+    super(message, options)
+    this.name = 'SandboxError'
+    this.code = code
+  }
+}
+
+// Async napi methods can only reject with a napi status, so the core code travels as a prefix.
+const CODED = /^\[([A-Z_]+)\] ([\s\S]*)$/
+
+function toSandboxError(e) {
+  if (e instanceof SandboxError) return e
+  const m = e && typeof e.message === 'string' ? CODED.exec(e.message) : null
+  if (m) return new SandboxError(m[1], m[2])
+  // Anything else is napi refusing an argument of the wrong type before the core saw it.
+  return new SandboxError('INVALID_ARGUMENT', `invalid argument: ${e && e.message ? e.message : e}`, { cause: e })
+}
+
+async function call(fn) {
+  try {
+    return await fn()
+  } catch (e) {
+    throw toSandboxError(e)
+  }
+}
+
+function callSync(fn) {
+  try {
+    return fn()
+  } catch (e) {
+    throw toSandboxError(e)
+  }
+}
+
+// Only `create()` and `fork()` may construct a DaggerSandbox.
+const kNative = Symbol('dagger-sandbox.native')
+
+/** An isolated sandbox; see index.d.ts for the API. */
+class DaggerSandbox {
+  #native
+
+  constructor(token, native) {
+    if (token !== kNative) throw new TypeError('use `await DaggerSandbox.create(options)` to make a sandbox')
+    this.#native = native
+  }
+
+  static async create(options) {
+    return new DaggerSandbox(kNative, await call(() => NativeSandbox.create(options)))
+  }
+
+  get id() {
+    return this.#native.id
+  }
+  get backend() {
+    return this.#native.backend
+  }
+  get isolation() {
+    return this.#native.isolation
+  }
+  get workdir() {
+    return this.#native.workdir
+  }
+  get closed() {
+    return this.#native.closed
+  }
+
+  async exec(command, options) {
+    const { signal, onStdout, onStderr, ...rest } = options ?? {}
+    if (signal?.aborted) {
+      throw new SandboxError('CANCELLED', `sandbox ${this.id}: exec ${command} was cancelled before it started`, {
+        cause: signal.reason,
+      })
+    }
+    const canceller = signal ? new ExecCanceller() : undefined
+    const onAbort = () => canceller.cancel()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    let callbackError
+    const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() }
+    const callbacks = { stdout: onStdout, stderr: onStderr }
+    const deliver = (stream, text) => {
+      if (!text || !callbacks[stream] || callbackError) return
+      try {
+        callbacks[stream](text)
+      } catch (e) {
+        callbackError = e
+      }
+    }
+    const onOutput =
+      onStdout || onStderr
+        ? (chunk) => deliver(chunk.stream, decoders[chunk.stream].decode(chunk.data, { stream: true }))
+        : undefined
+    try {
+      const result = await call(() => this.#native.exec(command, rest, canceller, onOutput))
+      if (onOutput) for (const s of ['stdout', 'stderr']) deliver(s, decoders[s].decode())
+      if (callbackError) {
+        throw new SandboxError('INVALID_ARGUMENT', `sandbox ${this.id}: an output callback threw`, {
+          cause: callbackError,
+        })
+      }
+      return result
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  writeFile(path, contents, options) {
+    return call(() => this.#native.writeFile(path, contents, options?.mode))
+  }
+  writeFiles(files) {
+    return call(() => this.#native.writeFiles(files))
+  }
+  readFile(path) {
+    return call(() => this.#native.readFile(path))
+  }
+  readFileBytes(path) {
+    return call(() => this.#native.readFileBytes(path))
+  }
+  deleteFile(path) {
+    return call(() => this.#native.deleteFile(path))
+  }
+  listDirectory(path = '.') {
+    return call(() => this.#native.listDirectory(path))
+  }
+  setWorkdir(path) {
+    return call(() => this.#native.setWorkdir(path))
+  }
+  withEnv(key, value) {
+    callSync(() => this.#native.withEnv(key, value))
+    return this
+  }
+  withEnvs(vars) {
+    callSync(() => this.#native.withEnvs(vars))
+    return this
+  }
+  exportDirectory(containerPath, hostPath) {
+    return call(() => this.#native.exportDirectory(containerPath, hostPath))
+  }
+  refreshFromHost(hostPath, containerPath, options) {
+    return call(() => this.#native.refreshFromHost(hostPath, containerPath, options?.exclude))
+  }
+  async fork() {
+    return new DaggerSandbox(kNative, await call(() => this.#native.fork()))
+  }
+  close() {
+    return call(() => this.#native.close())
+  }
+  [Symbol.asyncDispose]() {
+    return this.close()
+  }
+}
+
+/** Removes sandboxes left behind by processes that exited without closing them. */
+function cleanupOrphans() {
+  return call(() => nativeCleanupOrphans())
+}
+
+module.exports = { DaggerSandbox, SandboxError, cleanupOrphans }
