@@ -107,7 +107,7 @@ impl RunningExec for LocalExec {
     fn kill(&self) -> BoxFuture<'static, Result<()>> {
         let (pgid, marker) = (self.pgid, self.marker.clone());
         Box::pin(async move {
-            kill_tree(pgid, &marker);
+            let _ = tokio::task::spawn_blocking(move || kill_tree(pgid, &marker)).await;
             Ok(())
         })
     }
@@ -154,30 +154,51 @@ pub(super) fn kill_sandbox_processes(sandbox: &str) {
 }
 
 /// Kills processes whose environment holds `needle` (`NAME=value`): they left the process group
-/// but carry a marker only our own execs set.
+/// but carry a marker only our own execs set. A process in the middle of `execve` briefly shows an
+/// empty environment, so a live user process with an empty one makes the scan look again shortly
+/// (at most ten rounds, 10 ms apart) instead of missing it.
 #[cfg(target_os = "linux")]
 fn kill_marked(needle: &str) {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let me = std::process::id() as i32;
-    for _round in 0..3 {
+    for _round in 0..10 {
         let mut found = false;
+        let mut uncertain = false;
         let Ok(rd) = std::fs::read_dir("/proc") else { return };
         for entry in rd.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
             if pid <= 1 || pid == me {
                 continue;
             }
-            let Ok(env) = std::fs::read(entry.path().join("environ")) else { continue };
-            if env.split(|b| *b == 0).any(|var| var == needle.as_bytes()) {
-                found = true;
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            match std::fs::read(entry.path().join("environ")) {
+                Ok(env) if env.is_empty() => uncertain |= is_live_user_process(&entry.path()),
+                Ok(env) => {
+                    if env.split(|b| *b == 0).any(|var| var == needle.as_bytes()) {
+                        found = true;
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                }
+                Err(_) => {} // gone, or not ours to read
             }
         }
-        if !found {
+        if !found && !uncertain {
             return;
         }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// Whether `/proc/<pid>` is a running process with a user address space: not a zombie (whose
+/// environment is gone for good) and not a kernel thread (a child of kthreadd, pid 2).
+#[cfg(target_os = "linux")]
+fn is_live_user_process(proc_dir: &std::path::Path) -> bool {
+    let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else { return false };
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+    let mut fields = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace()).into_iter().flatten();
+    let state = fields.next().unwrap_or("Z");
+    let ppid = fields.next().and_then(|p| p.parse::<i32>().ok()).unwrap_or(2);
+    state != "Z" && state != "X" && ppid != 2 && ppid != 0
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -356,7 +356,11 @@ impl Engine for LocalEngine {
 
     async fn close(&self) -> Result<()> {
         // Processes a command left running (`nohup ... &`) carry the sandbox's id: stop them first.
-        exec::kill_sandbox_processes(&self.fs.id);
+        self.blocking(|fs| {
+            exec::kill_sandbox_processes(&fs.id);
+            Ok(())
+        })
+        .await?;
         self.blocking(|fs| match std::fs::remove_dir_all(&fs.home) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(Error::io(format!("removing {}", fs.home.display()), e))
