@@ -1,0 +1,79 @@
+//! The conformance cases: every op of DESIGN.md §3 and the edges users hit, written once for every
+//! backend. A case that only makes sense with container isolation says so in `CASES`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::harness::Harness;
+
+mod exec;
+mod files;
+mod isolation;
+mod lifecycle;
+
+use exec::*;
+use files::*;
+use isolation::*;
+use lifecycle::*;
+
+type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Which backends a case applies to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every backend.
+    All,
+    /// Only backends with container isolation (limits, network, images).
+    Container,
+    /// Only the local backend (host-escape checks).
+    Local,
+}
+
+/// One conformance case.
+pub struct Case {
+    pub name: &'static str,
+    pub scope: Scope,
+    pub run: fn(Harness) -> CaseFuture,
+}
+
+macro_rules! cases {
+    ($($scope:ident $name:ident),* $(,)?) => {
+        pub const CASES: &[Case] = &[$(Case { name: stringify!($name), scope: Scope::$scope, run: |h| Box::pin($name(h)) }),*];
+    };
+}
+
+cases! {
+    All exec_returns_exit_code_and_separate_streams,
+    All exec_takes_per_call_env_cwd_and_stdin,
+    All env_and_workdir_persist_across_calls,
+    All text_and_binary_files_round_trip_byte_exact,
+    All write_files_puts_1000_files_in_one_call,
+    All nested_dirs_and_list_directory_report_kinds,
+    All file_modes_are_applied,
+    All missing_paths_are_not_found,
+    All restricted_paths_refuse_writes_and_deletes_and_write_nothing,
+    All bad_input_gets_a_clear_error_and_loses_nothing,
+    All delete_file_removes_files_and_directories,
+    All fork_is_isolated_both_ways,
+    All timeout_kills_the_command_tree_and_returns_partial_output,
+    All cancel_kills_the_command_and_is_cancelled,
+    All output_cap_keeps_head_and_tail,
+    All streaming_delivers_chunks_in_order_before_the_result,
+    All refresh_from_host_honours_excludes_and_export_copies_out,
+    All close_is_idempotent_fails_later_calls_and_leaves_nothing,
+    All close_during_an_exec_fails_it_with_closed,
+    All twenty_sandboxes_created_concurrently_all_work,
+    All timeout_applies_when_a_command_closes_its_output_early,
+    All a_stream_receiver_that_never_reads_cannot_outlive_the_timeout,
+    All writes_keep_the_mode_of_existing_directories,
+    All fifos_and_directories_are_not_read_as_files,
+    All fork_racing_close_or_a_dropped_call_leaks_nothing,
+    All export_never_hands_the_host_a_setuid_file,
+    All restricted_paths_cannot_be_reached_through_a_symlink,
+    All a_symlinked_workdir_works,
+    Container network_is_off_by_default,
+    Container memory_and_pids_limits_are_applied,
+    Container node_project_runs_its_tests,
+    Local symlinks_and_dot_dot_never_reach_outside_the_sandbox,
+    Local close_stops_processes_a_command_left_running,
+}
