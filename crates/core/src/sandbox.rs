@@ -80,15 +80,18 @@ struct Inner {
     closing: CancellationToken,
     closed: tokio::sync::Mutex<bool>,
     fallback: Option<String>,
+    /// The runtime the sandbox was made on. The last handle may be dropped on a thread with no
+    /// runtime (a JS finalizer, a plain thread), and the cleanup must still be started there.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // A forgotten sandbox must not keep a container running: free it in the background when a
-        // runtime is still there. Containers of a process that died are found by their labels
-        // (`cleanup_orphans`).
+        // A forgotten sandbox must not keep a container running: free it in the background on the
+        // runtime it was made on. If that runtime has shut down, the task never runs; containers
+        // of a process that died are found by their labels (`cleanup_orphans`).
         if !self.closing.is_cancelled() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            if let Some(rt) = self.runtime.clone().or_else(|| tokio::runtime::Handle::try_current().ok()) {
                 let engine = self.engine.clone();
                 let id = self.id.clone();
                 tracing::debug!(sandbox = %id, "sandbox dropped without close(); freeing it");
@@ -157,6 +160,7 @@ impl Sandbox {
                 closing: CancellationToken::new(),
                 closed: tokio::sync::Mutex::new(false),
                 fallback,
+                runtime: tokio::runtime::Handle::try_current().ok(),
             }),
         }
     }

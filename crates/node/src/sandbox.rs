@@ -21,22 +21,6 @@ pub struct NativeSandbox {
     pub(crate) sb: Sandbox,
 }
 
-impl Drop for NativeSandbox {
-    fn drop(&mut self) {
-        // GC finalizers run on the JS thread, outside any Tokio context, where the core's Drop
-        // cannot start its cleanup; drop the last handle inside napi's runtime instead. The
-        // runtime may already be gone at process teardown (then the labels let cleanupOrphans
-        // find the container), and spawn panics in that case, which must not cross into Node.
-        if self.sb.is_closed() {
-            return;
-        }
-        let sb = self.sb.clone();
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            napi::bindgen_prelude::spawn(async move { drop(sb) });
-        }));
-    }
-}
-
 #[napi]
 impl NativeSandbox {
     /// Creates a sandbox; `options` defaults to the `auto` backend and the default image.

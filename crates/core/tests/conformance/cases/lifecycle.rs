@@ -38,9 +38,14 @@ pub(super) async fn fork_is_isolated_both_ways(h: Harness) {
 
 /// Engine resources still labelled with `sandbox` (docker), or its directory (local).
 pub(super) async fn leftovers(h: &Harness, sb: &Sandbox) -> Vec<String> {
+    leftovers_of(h, sb.id(), &sb.resource_id()).await
+}
+
+/// `leftovers` for a sandbox known only by its id and resource id (its handles are gone).
+async fn leftovers_of(h: &Harness, id: &str, resource_id: &str) -> Vec<String> {
     match h.kind {
         BackendKind::Local => {
-            let dir = std::path::PathBuf::from(sb.resource_id());
+            let dir = std::path::PathBuf::from(resource_id);
             if dir.exists() {
                 vec![dir.display().to_string()]
             } else {
@@ -50,7 +55,7 @@ pub(super) async fn leftovers(h: &Harness, sb: &Sandbox) -> Vec<String> {
         _ => {
             use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
             let docker = bollard::Docker::connect_with_defaults().unwrap();
-            let filters = HashMap::from([("label", vec![format!("{LABEL_SANDBOX}={}", sb.id())])]);
+            let filters = HashMap::from([("label", vec![format!("{LABEL_SANDBOX}={id}")])]);
             let mut out: Vec<String> = docker
                 .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
                 .await
@@ -160,6 +165,32 @@ pub(super) async fn fork_racing_close_or_a_dropped_call_leaks_nothing(h: Harness
     }
     assert_eq!(left, 0, "containers or images of this case were left behind");
     assert!(!std::path::Path::new(&sb.resource_id()).exists() || h.is_container());
+}
+
+pub(super) async fn a_sandbox_dropped_without_close_frees_itself_even_off_the_runtime(h: Harness) {
+    // Bindings drop their last handle wherever the host language collects it (a JS finalizer runs
+    // on a thread with no Tokio context): the cleanup must start all the same.
+    let sb = h.create().await;
+    sb.write_file("f.txt", "x").await.unwrap();
+    let (id, resource) = (sb.id().to_string(), sb.resource_id());
+    let clone = sb.clone();
+    std::thread::spawn(move || drop(clone)).join().unwrap();
+    assert_eq!(sb.read_to_string("f.txt").await.unwrap(), "x", "a clone's drop must not free the sandbox");
+    std::thread::spawn(move || {
+        assert!(tokio::runtime::Handle::try_current().is_err(), "the drop must happen off the runtime");
+        drop(sb)
+    })
+    .join()
+    .unwrap();
+    let mut left = vec![];
+    for _ in 0..100 {
+        left = leftovers_of(&h, &id, &resource).await;
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left.is_empty(), "the dropped sandbox left {left:?}");
 }
 
 pub(super) fn uuid_like() -> String {

@@ -68,6 +68,7 @@ cases! {
     All writes_keep_the_mode_of_existing_directories,
     All fifos_and_directories_are_not_read_as_files,
     All fork_racing_close_or_a_dropped_call_leaks_nothing,
+    All a_sandbox_dropped_without_close_frees_itself_even_off_the_runtime,
     All export_never_hands_the_host_a_setuid_file,
     All restricted_paths_cannot_be_reached_through_a_symlink,
     All a_symlinked_workdir_works,
