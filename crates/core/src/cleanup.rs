@@ -34,6 +34,9 @@ fn boot_id() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Owner labels with this prefix belong to a daemon and are never orphans here.
+pub const DAEMON_OWNER_PREFIX: &str = "daemon:";
+
 /// This process as an owner label value: `pid@boot-id`.
 pub(crate) fn owner_label() -> String {
     format!("{}@{}", std::process::id(), boot_id())
@@ -41,6 +44,10 @@ pub(crate) fn owner_label() -> String {
 
 /// Whether the process an owner label names is gone (another boot, or no such pid now).
 fn owner_is_dead(owner: &str) -> bool {
+    if owner.starts_with(DAEMON_OWNER_PREFIX) {
+        // A daemon reconciles its own sandboxes on start; they outlive its process on purpose.
+        return false;
+    }
     match owner.split_once('@') {
         Some((pid, boot)) => boot != boot_id() || !Path::new("/proc").join(pid).exists(),
         None => true,
@@ -106,5 +113,6 @@ mod tests {
         assert!(owner_is_dead(&format!("{}@another-boot", std::process::id())));
         assert!(owner_is_dead(&format!("{}@{}", i32::MAX, boot_id())));
         assert!(owner_is_dead("garbage"));
+        assert!(!owner_is_dead("daemon:/var/lib/x@1"));
     }
 }

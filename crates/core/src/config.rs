@@ -26,6 +26,10 @@ pub const DEFAULT_OUTPUT_CAP_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MEMORY_MB: u64 = 2048;
 /// The default limit on processes, where the engine supports one.
 pub const DEFAULT_PIDS_LIMIT: i64 = 1024;
+/// Variable names whose values the dagger backend passes as secrets unless `secretPatterns` says otherwise.
+pub const DEFAULT_SECRET_PATTERNS: &[&str] = &["*_TOKEN", "*_SECRET", "*_PASSWORD", "DATABRICKS_TOKEN"];
+/// How long the dagger backend may take to reach an engine unless `daggerConnectTimeoutMs` says otherwise.
+pub const DEFAULT_DAGGER_CONNECT_TIMEOUT_MS: u64 = 60_000;
 
 /// Which engine to use; `auto` picks the strongest one that answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -114,6 +118,23 @@ pub struct SandboxConfig {
     pub fallback: Option<bool>,
     /// Extra labels put on engine resources (containers, images), e.g. a session or project id.
     pub labels: BTreeMap<String, String>,
+    /// Container ports published on 127.0.0.1 (an ephemeral host port each, see
+    /// [`Sandbox::ports`](crate::Sandbox::ports)). Ports turn the container network on: a service
+    /// cannot be reached on a network-less container.
+    pub ports: Vec<u16>,
+    /// Who owns the sandbox's engine resources (default: this process, `pid@boot-id`). An owner
+    /// starting with `daemon:` is never removed by [`cleanup_orphans`](crate::cleanup_orphans): a
+    /// daemon reconciles its own sandboxes.
+    pub owner: Option<String>,
+    /// Dagger: let the engine reuse the result of an identical exec on an identical state (default
+    /// false: every exec really runs). Turn it on for deterministic setup steps such as `npm ci`.
+    pub cache_execs: bool,
+    /// Dagger: globs of variable names whose values go in as Dagger secrets, scrubbed from engine
+    /// logs (default `*_TOKEN`, `*_SECRET`, `*_PASSWORD`, `DATABRICKS_TOKEN`); an empty list turns this off.
+    pub secret_patterns: Option<Vec<String>>,
+    /// Dagger: how long finding, starting and connecting to an engine may take, in milliseconds
+    /// (default 60000); the SDK itself has no bound.
+    pub dagger_connect_timeout_ms: Option<u64>,
 }
 
 impl SandboxConfig {
@@ -208,6 +229,33 @@ impl SandboxConfig {
         self.labels.insert(key.into(), value.into());
         self
     }
+    /// Publishes a container port on 127.0.0.1 (and turns the network on).
+    pub fn port(mut self, container_port: u16) -> Self {
+        if !self.ports.contains(&container_port) {
+            self.ports.push(container_port);
+        }
+        self
+    }
+    /// Sets the owner label of the engine resources (`daemon:...` owners are left to their daemon).
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+    /// Dagger: lets the engine reuse identical execs on identical states (for setup steps).
+    pub fn cache_execs(mut self, on: bool) -> Self {
+        self.cache_execs = on;
+        self
+    }
+    /// Dagger: replaces the secret-name globs (the defaults are dropped on the first call).
+    pub fn secret_pattern(mut self, glob: impl Into<String>) -> Self {
+        self.secret_patterns.get_or_insert_with(Vec::new).push(glob.into());
+        self
+    }
+    /// Dagger: bounds finding, starting and connecting to an engine.
+    pub fn dagger_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.dagger_connect_timeout_ms = Some(timeout.as_millis() as u64);
+        self
+    }
 
     /// Checks every value and fills in defaults, reading host variables for `envPassthrough`.
     pub(crate) fn resolve(&self) -> Result<ResolvedConfig> {
@@ -257,6 +305,28 @@ impl SandboxConfig {
             env.insert(k.clone(), v.clone());
         }
         let restricted = RestrictedPaths::new(&self.restricted_paths)?;
+        if let Some(p) = self.ports.iter().find(|p| **p == 0) {
+            return Err(Error::InvalidArgument(format!("ports must be 1-65535, got {p}")));
+        }
+        let mut ports = self.ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
+        let owner = match &self.owner {
+            Some(o) if o.trim().is_empty() || o.contains(['\n', '\0']) => {
+                return Err(Error::InvalidArgument(format!("owner must be a non-empty single line, got {o:?}")))
+            }
+            Some(o) => o.clone(),
+            None => crate::cleanup::owner_label(),
+        };
+        let secret_patterns = match &self.secret_patterns {
+            Some(p) => p.clone(),
+            None => DEFAULT_SECRET_PATTERNS.iter().map(|p| p.to_string()).collect(),
+        };
+        build_globset("secretPatterns", &secret_patterns)?;
+        let dagger_connect_ms = self.dagger_connect_timeout_ms.unwrap_or(DEFAULT_DAGGER_CONNECT_TIMEOUT_MS);
+        if dagger_connect_ms == 0 {
+            return Err(Error::InvalidArgument("daggerConnectTimeoutMs must be greater than 0".into()));
+        }
         Ok(ResolvedConfig {
             backend: self.backend,
             image,
@@ -270,6 +340,11 @@ impl SandboxConfig {
             output_cap,
             fallback: self.fallback.unwrap_or(true),
             labels: self.labels.clone(),
+            ports,
+            owner,
+            cache_execs: self.cache_execs,
+            secret_patterns,
+            dagger_connect_timeout: Duration::from_millis(dagger_connect_ms),
         })
     }
 }
@@ -289,6 +364,14 @@ pub(crate) struct ResolvedConfig {
     pub output_cap: usize,
     pub fallback: bool,
     pub labels: BTreeMap<String, String>,
+    pub ports: Vec<u16>,
+    pub owner: String,
+    #[cfg_attr(not(feature = "dagger"), allow(dead_code))]
+    pub cache_execs: bool,
+    #[cfg_attr(not(feature = "dagger"), allow(dead_code))]
+    pub secret_patterns: Vec<String>,
+    #[cfg_attr(not(feature = "dagger"), allow(dead_code))]
+    pub dagger_connect_timeout: Duration,
 }
 
 /// Refuses a variable name or value that no engine could pass on intact.

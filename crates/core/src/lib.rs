@@ -1,5 +1,5 @@
 //! Isolated, containerized sandboxes that programs drive through one API: write files, run
-//! commands, read results, fork the state, export artifacts.
+//! commands, read results, fork the state, export artifacts, serve ports.
 //!
 //! ```no_run
 //! use dagger_sandbox::{BackendChoice, ExecOptions, Sandbox, SandboxConfig};
@@ -13,8 +13,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Engines: `docker` (the Docker Engine API, container isolation), `local` (host processes in a
-//! private directory, process isolation only) and, later, `dagger`. `auto` picks the strongest that
+//! Engines: `dagger` (a Dagger engine through dagger-sdk, immutable states; cargo feature `dagger`,
+//! on by default), `docker` (the Docker Engine API, container isolation) and `local` (host
+//! processes in a private directory, process isolation only). `auto` picks the strongest that
 //! answers within a bounded probe and reports what it got ([`Sandbox::backend`],
 //! [`Sandbox::isolation`], [`Sandbox::fallback_reason`]). Every failure is an [`Error`] with a
 //! stable [`ErrorCode`].
@@ -24,12 +25,14 @@ mod cleanup;
 mod config;
 mod error;
 mod exec;
+pub mod metrics;
 mod paths;
 mod sandbox;
+mod service;
 mod tarball;
 
-pub use backend::{BackendKind, DirEntry, EntryKind, Isolation};
-pub use cleanup::{cleanup_orphans, CleanupReport, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
+pub use backend::{BackendKind, DirEntry, EntryKind, Isolation, PortMapping};
+pub use cleanup::{cleanup_orphans, CleanupReport, DAEMON_OWNER_PREFIX, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
 pub use config::{
     template, BackendChoice, SandboxConfig, Template, DEFAULT_IMAGE, DEFAULT_MEMORY_MB, DEFAULT_OUTPUT_CAP_BYTES,
     DEFAULT_PIDS_LIMIT, DEFAULT_TIMEOUT_MS, DEFAULT_WORKDIR, TEMPLATES,
@@ -38,6 +41,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use exec::{ExecOptions, ExecResult, OutputChunk, OutputStream};
 pub use paths::SandboxPath;
 pub use sandbox::{ExecStream, FileWrite, RefreshOptions, Sandbox, DEFAULT_FILE_MODE};
+pub use service::{ServeOptions, Service, DEFAULT_READY_TIMEOUT};
 pub use tokio_util::sync::CancellationToken;
 
 /// Backend-specific facts for tests, tools and the daemon.

@@ -10,10 +10,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{self, BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation};
+use crate::backend::{self, BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation, PortMapping};
 use crate::config::{validate_env, ResolvedConfig, SandboxConfig};
 use crate::error::{Error, Result};
 use crate::exec::{drive, ExecEnd, ExecOptions, ExecResult, OutputChunk};
+use crate::metrics;
 use crate::paths::SandboxPath;
 use crate::tarball::{pack_host_dir, unpack_to_host, Excludes, TarWriter};
 
@@ -136,6 +137,7 @@ impl Sandbox {
         // create in half; the finished sandbox is then dropped, and Drop frees it.
         let task = tokio::spawn(async move {
             let (engine, fallback) = backend::open(&cfg, &id).await?;
+            metrics::record_created(engine.kind(), fallback.is_some());
             let state = State { workdir: cfg.workdir.clone(), env: cfg.env.clone() };
             Ok::<_, Error>(Sandbox::from_parts(id, Arc::from(engine), cfg, state, fallback))
         });
@@ -190,6 +192,11 @@ impl Sandbox {
         self.inner.engine.resource_id()
     }
 
+    /// Where the config's `ports` are reachable on the host (`http://127.0.0.1:<port>`).
+    pub fn ports(&self) -> Vec<PortMapping> {
+        self.inner.engine.ports()
+    }
+
     /// The image it was created from; `None` on the local backend, which uses the host's tools.
     pub fn image(&self) -> Option<&str> {
         (self.backend() != BackendKind::Local).then_some(self.inner.cfg.image.as_str())
@@ -215,7 +222,7 @@ impl Sandbox {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn closed_error(&self) -> Error {
+    pub(crate) fn closed_error(&self) -> Error {
         Error::Closed { sandbox: self.inner.id.clone() }
     }
 
@@ -293,8 +300,12 @@ impl Sandbox {
         if timeout.is_zero() {
             return Err(Error::InvalidArgument("timeout must be greater than 0".into()));
         }
-        let spec = ExecSpec { command: command.to_string(), env, cwd, stdin: opts.stdin };
-        let run = self.guard(self.inner.engine.start_exec(spec)).await?;
+        let spec = ExecSpec { command: command.to_string(), env, cwd, stdin: opts.stdin, timeout };
+        let started = std::time::Instant::now();
+        let kind = self.inner.engine.kind();
+        let run = self.guard(self.inner.engine.start_exec(spec)).await.inspect_err(|_| {
+            metrics::record_exec(kind, false, started.elapsed().as_millis() as u64);
+        })?;
         let outcome = drive(
             run,
             timeout,
@@ -303,7 +314,10 @@ impl Sandbox {
             opts.cancel.unwrap_or_default(),
             self.inner.closing.clone(),
         )
-        .await?;
+        .await
+        .inspect_err(|_| metrics::record_exec(kind, false, started.elapsed().as_millis() as u64))?;
+        let ok = matches!(outcome.end, ExecEnd::Exited) && outcome.result.exit_code == 0;
+        metrics::record_exec(kind, ok, started.elapsed().as_millis() as u64);
         match outcome.end {
             ExecEnd::Exited => Ok(outcome.result),
             ExecEnd::TimedOut => Err(Error::Timeout {
@@ -517,6 +531,21 @@ impl Sandbox {
         .await
     }
 
+    /// Takes back a sandbox whose handle was lost (a daemon that restarted), from its id, the
+    /// resource id it reported ([`resource_id`](Self::resource_id)) and the config it was created
+    /// with. `NOT_FOUND` when the resource is gone or no longer runs. Env set with `with_env` after
+    /// create and the workdir set later are not recorded by the engine: they come from `config`.
+    pub async fn reattach(config: SandboxConfig, id: &str, resource_id: &str) -> Result<Sandbox> {
+        let cfg = config.resolve()?;
+        if !id.starts_with("sbx-") || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(Error::InvalidArgument(format!("{id:?} is not a sandbox id")));
+        }
+        let engine = backend::reattach(&cfg, id, resource_id).await?;
+        let state = State { workdir: cfg.workdir.clone(), env: cfg.env.clone() };
+        tracing::info!(sandbox = id, resource = resource_id, "sandbox reattached");
+        Ok(Sandbox::from_parts(id.to_string(), Arc::from(engine), cfg, state, None))
+    }
+
     /// An independent sandbox with the same files, env and workdir; changes in one never show in
     /// the other. Each must be closed.
     pub async fn fork(&self) -> Result<Sandbox> {
@@ -529,6 +558,7 @@ impl Sandbox {
         let task = tokio::spawn(async move {
             let id = new_id();
             let engine = parent.inner.engine.fork(&id).await?;
+            metrics::record_created(engine.kind(), false);
             let state = parent.state().clone();
             let sb = Sandbox::from_parts(
                 id,

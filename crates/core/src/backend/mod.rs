@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 use crate::exec::RunningExec;
 use crate::paths::SandboxPath;
 
+#[cfg(feature = "dagger")]
+pub(crate) mod dagger;
 pub(crate) mod docker;
 pub(crate) mod local;
 
@@ -99,6 +101,25 @@ pub struct DirEntry {
     pub size: u64,
 }
 
+/// Parses, for the container backends' listings, `stat -c '%f %s %n'` lines (hex mode, size, name; the name may contain spaces).
+pub(crate) fn parse_stat_lines(out: &str) -> Vec<DirEntry> {
+    out.lines()
+        .filter_map(|line| {
+            let mut it = line.splitn(3, ' ');
+            let mode = u32::from_str_radix(it.next()?, 16).ok()?;
+            let size = it.next()?.parse().ok()?;
+            let name = it.next()?.to_string();
+            let kind = match mode & 0o170000 {
+                0o040000 => EntryKind::Dir,
+                0o100000 => EntryKind::File,
+                0o120000 => EntryKind::Symlink,
+                _ => EntryKind::Other,
+            };
+            Some(DirEntry { name, kind, size })
+        })
+        .collect()
+}
+
 /// What a backend needs to run one command; env and cwd are already merged and resolved.
 #[derive(Debug, Clone)]
 pub(crate) struct ExecSpec {
@@ -106,6 +127,9 @@ pub(crate) struct ExecSpec {
     pub env: BTreeMap<String, String>,
     pub cwd: SandboxPath,
     pub stdin: Option<Vec<u8>>,
+    /// The call's timeout; `drive` enforces it, and engines may also bound the command in-engine.
+    #[cfg_attr(not(feature = "dagger"), allow(dead_code))]
+    pub timeout: std::time::Duration,
 }
 
 /// One sandbox's resources in one engine.
@@ -135,6 +159,29 @@ pub(crate) trait Engine: Send + Sync {
     async fn fork(&self, new_id: &str) -> Result<Box<dyn Engine>>;
     /// Frees every resource; safe to call more than once.
     async fn close(&self) -> Result<()>;
+    /// Where the configured container ports are reachable on the host.
+    fn ports(&self) -> Vec<PortMapping> {
+        Vec::new()
+    }
+}
+
+/// A container port published on the host's loopback interface.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    /// The port inside the sandbox.
+    pub container_port: u16,
+    /// The port on 127.0.0.1 that reaches it.
+    pub host_port: u16,
+    /// `http://127.0.0.1:<host_port>`.
+    pub url: String,
+}
+
+impl PortMapping {
+    /// The mapping of `container_port` to `host_port` on 127.0.0.1.
+    pub(crate) fn new(container_port: u16, host_port: u16) -> Self {
+        PortMapping { container_port, host_port, url: format!("http://127.0.0.1:{host_port}") }
+    }
 }
 
 /// How long `auto` waits for the Docker engine to answer before moving on.
@@ -143,7 +190,7 @@ pub(crate) const DOCKER_PROBE: Duration = Duration::from_millis(1500);
 /// Opens a sandbox on the backend the config asks for. `Ok` also says whether `auto` fell back.
 pub(crate) async fn open(cfg: &ResolvedConfig, id: &str) -> Result<(Box<dyn Engine>, Option<String>)> {
     match cfg.backend {
-        BackendChoice::Dagger => Err(dagger_unavailable()),
+        BackendChoice::Dagger => Ok((open_dagger(cfg, id).await?, None)),
         BackendChoice::Docker => {
             let client = docker::connect(DOCKER_PROBE).await.map_err(|why| docker_unavailable(&why))?;
             Ok((Box::new(docker::DockerEngine::create(client, cfg, id).await?), None))
@@ -151,9 +198,22 @@ pub(crate) async fn open(cfg: &ResolvedConfig, id: &str) -> Result<(Box<dyn Engi
         BackendChoice::Local => Ok((Box::new(local::LocalEngine::create(cfg, id)?), None)),
         BackendChoice::Auto => {
             let started = Instant::now();
-            let dagger_why = "the dagger backend is not part of this build yet";
+            let (dagger_why, dagger_failed) = match auto_dagger(cfg, id).await {
+                Ok(engine) => return Ok((engine, None)),
+                Err(why) => why,
+            };
             match docker::connect(DOCKER_PROBE).await {
-                Ok(client) => Ok((Box::new(docker::DockerEngine::create(client, cfg, id).await?), None)),
+                Ok(client) => {
+                    let engine = Box::new(docker::DockerEngine::create(client, cfg, id).await?);
+                    // Only a Dagger engine that was there and failed is worth a note; none found is
+                    // the ordinary case on a machine with Docker alone.
+                    let note = dagger_failed.then(|| {
+                        let note = format!("dagger: {dagger_why}; sandbox {id} runs on the docker backend instead");
+                        tracing::warn!(sandbox = id, "{note}");
+                        note
+                    });
+                    Ok((engine, note))
+                }
                 Err(docker_why) if cfg.fallback => {
                     let note = format!(
                         "no container engine available ({dagger_why}; docker: {docker_why}); sandbox {id} runs on the \
@@ -172,12 +232,75 @@ pub(crate) async fn open(cfg: &ResolvedConfig, id: &str) -> Result<(Box<dyn Engi
     }
 }
 
-fn dagger_unavailable() -> Error {
-    Error::EngineUnavailable {
-        backend: "dagger".into(),
-        tried: "the dagger backend is not part of this build yet".into(),
-        hint: "Use backend \"docker\" (or \"auto\") until the Dagger backend lands.".into(),
+/// Takes back the engine resources of sandbox `id` (see `Sandbox::reattach`).
+pub(crate) async fn reattach(cfg: &ResolvedConfig, id: &str, resource_id: &str) -> Result<Box<dyn Engine>> {
+    // `auto` records no backend: a local sandbox's resource is a host path, a container's an id.
+    let local = match cfg.backend {
+        BackendChoice::Local => true,
+        BackendChoice::Auto if resource_id.starts_with("dagger:") => {
+            return Err(Error::not_found(
+                id,
+                "sandbox",
+                format!("{resource_id} (dagger state lives only in the process that made it)"),
+            ))
+        }
+        BackendChoice::Auto => resource_id.starts_with('/'),
+        BackendChoice::Docker => false,
+        BackendChoice::Dagger => {
+            return Err(Error::InvalidArgument(
+                "a dagger sandbox cannot be reattached: its state lives in the client that made it".into(),
+            ))
+        }
+    };
+    if local {
+        return Ok(Box::new(local::LocalEngine::reattach(cfg, id, resource_id)?));
     }
+    let client = docker::connect(DOCKER_PROBE).await.map_err(|why| docker_unavailable(&why))?;
+    Ok(Box::new(docker::DockerEngine::reattach(client, cfg, id, resource_id).await?))
+}
+
+/// `backend: "dagger"`: the shared session (found and connected within `daggerConnectTimeoutMs`),
+/// then the sandbox.
+#[cfg(feature = "dagger")]
+async fn open_dagger(cfg: &ResolvedConfig, id: &str) -> Result<Box<dyn Engine>> {
+    if !cfg.ports.is_empty() {
+        return Err(Error::InvalidArgument(
+            "ports are not supported on the dagger backend yet; use backend \"docker\" to publish ports".into(),
+        ));
+    }
+    let session = dagger::connect_session(cfg.dagger_connect_timeout, false).await?;
+    Ok(Box::new(dagger::DaggerEngine::create(session, cfg, id).await?))
+}
+
+#[cfg(not(feature = "dagger"))]
+async fn open_dagger(_cfg: &ResolvedConfig, _id: &str) -> Result<Box<dyn Engine>> {
+    Err(Error::EngineUnavailable {
+        backend: "dagger".into(),
+        tried: "this build of dagger-sandbox has no dagger backend (built without the `dagger` feature)".into(),
+        hint: "Rebuild with the default features, or use backend \"docker\" or \"auto\".".into(),
+    })
+}
+
+/// `auto`'s Dagger step: tried only where an engine is plausibly there (local checks, no waiting).
+/// The error says why it was skipped, and whether an engine was there but failed.
+#[cfg(feature = "dagger")]
+async fn auto_dagger(cfg: &ResolvedConfig, id: &str) -> std::result::Result<Box<dyn Engine>, (String, bool)> {
+    if !cfg.ports.is_empty() {
+        return Err(("ports are not supported on the dagger backend yet".into(), false));
+    }
+    dagger::auto_plausible().map_err(|why| (why, false))?;
+    let failed = |e: Error| match e {
+        Error::EngineUnavailable { tried, .. } => (tried.trim_start_matches("dagger: ").to_string(), true),
+        e => (e.to_string(), true),
+    };
+    let session = dagger::connect_session(cfg.dagger_connect_timeout, true).await.map_err(failed)?;
+    let engine = dagger::DaggerEngine::create(session, cfg, id).await.map_err(failed)?;
+    Ok(Box::new(engine))
+}
+
+#[cfg(not(feature = "dagger"))]
+async fn auto_dagger(_cfg: &ResolvedConfig, _id: &str) -> std::result::Result<Box<dyn Engine>, (String, bool)> {
+    Err(("this build has no dagger backend".into(), false))
 }
 
 fn docker_unavailable(why: &str) -> Error {

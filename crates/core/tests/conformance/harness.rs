@@ -57,9 +57,7 @@ impl Harness {
 pub async fn probe(kind: BackendKind) -> Availability {
     match kind {
         BackendKind::Local => Availability::Ready(Harness { kind, image: String::new() }),
-        BackendKind::Dagger => Availability::Skipped(
-            "no Dagger backend in this build yet (and no Dagger engine can be reached on this machine)".into(),
-        ),
+        BackendKind::Dagger => probe_dagger().await,
         BackendKind::Docker => {
             let require = std::env::var("DAGGER_SANDBOX_REQUIRE_DOCKER").as_deref() == Ok("1");
             let why = match dagger_sandbox::engines::docker_available().await {
@@ -76,6 +74,50 @@ pub async fn probe(kind: BackendKind) -> Availability {
             }
         }
     }
+}
+
+/// The image the dagger cases use: pulled by the engine from Docker Hub (Dagger cannot see images
+/// in the local Docker store); `DAGGER_SANDBOX_TEST_DAGGER_IMAGE` overrides it.
+pub const DAGGER_IMAGE: &str = "alpine:3.22";
+
+/// Probes Dagger through the backend's own detection, bounded. Without an engine in sight (no
+/// session env, no CLI) it skips at once; `DAGGER_SANDBOX_TEST_DAGGER=1` also lets the SDK
+/// download a CLI and provision an engine (minutes on a first run) and makes failure fatal.
+async fn probe_dagger() -> Availability {
+    let kind = BackendKind::Dagger;
+    let required = std::env::var("DAGGER_SANDBOX_TEST_DAGGER").as_deref() == Ok("1");
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("dagger").is_file()))
+        .unwrap_or(false);
+    let in_sight = std::env::var_os("DAGGER_SESSION_PORT").is_some()
+        || std::env::var_os("_EXPERIMENTAL_DAGGER_CLI_BIN").is_some()
+        || on_path;
+    if !required && !in_sight {
+        return Availability::Skipped(
+            "no Dagger engine in sight (DAGGER_SESSION_PORT and _EXPERIMENTAL_DAGGER_CLI_BIN unset, no dagger on \
+             PATH); DAGGER_SANDBOX_TEST_DAGGER=1 lets the SDK provision one"
+                .into(),
+        );
+    }
+    let image = std::env::var("DAGGER_SANDBOX_TEST_DAGGER_IMAGE").unwrap_or_else(|_| DAGGER_IMAGE.into());
+    let bound = Duration::from_secs(if required { 900 } else { 120 });
+    let cfg = SandboxConfig::new()
+        .backend(BackendChoice::Dagger)
+        .fallback(false)
+        .image(image.clone())
+        .dagger_connect_timeout(bound);
+    let why = match tokio::time::timeout(bound + Duration::from_secs(60), Sandbox::create(cfg)).await {
+        Ok(Ok(sb)) => {
+            let _ = sb.close().await;
+            return Availability::Ready(Harness { kind, image });
+        }
+        Ok(Err(e)) => format!("{}: {e}", e.code()),
+        Err(_) => format!("creating a dagger sandbox took more than {} s", bound.as_secs() + 60),
+    };
+    if required {
+        panic!("DAGGER_SANDBOX_TEST_DAGGER=1 but {why}");
+    }
+    Availability::Skipped(why)
 }
 
 /// Whether a sandbox can be made from `image` on Docker. Creating is the honest check: it is what

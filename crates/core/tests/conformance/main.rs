@@ -26,8 +26,9 @@ fn main() {
         let availability = rt.block_on(probe(kind));
         let applies = |s: Scope| match s {
             Scope::All => true,
-            Scope::Container => kind != BackendKind::Local,
             Scope::Local => kind == BackendKind::Local,
+            Scope::Docker => kind == BackendKind::Docker,
+            Scope::Live => kind != BackendKind::Dagger,
         };
         let cases: Vec<_> = CASES.iter().filter(|c| applies(c.scope)).collect();
         let count = Arc::new(AtomicUsize::new(0));

@@ -12,7 +12,7 @@ use bollard::query_parameters::{
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::{describe, status, wait_exit_code, DockerEngine};
-use crate::backend::{DirEntry, EntryKind};
+use crate::backend::{parse_stat_lines, DirEntry, EntryKind};
 use crate::error::{Error, Result};
 use crate::paths::SandboxPath;
 
@@ -172,25 +172,6 @@ pub(super) async fn list_dir(e: &DockerEngine, path: &SandboxPath) -> Result<Vec
     let mut entries = parse_stat_lines(&out);
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)
-}
-
-/// Parses `stat -c '%f %s %n'` lines (hex mode, size, name; the name may contain spaces).
-fn parse_stat_lines(out: &str) -> Vec<DirEntry> {
-    out.lines()
-        .filter_map(|line| {
-            let mut it = line.splitn(3, ' ');
-            let mode = u32::from_str_radix(it.next()?, 16).ok()?;
-            let size = it.next()?.parse().ok()?;
-            let name = it.next()?.to_string();
-            let kind = match mode & 0o170000 {
-                0o040000 => EntryKind::Dir,
-                0o100000 => EntryKind::File,
-                0o120000 => EntryKind::Symlink,
-                _ => EntryKind::Other,
-            };
-            Some(DirEntry { name, kind, size })
-        })
-        .collect()
 }
 
 impl DockerEngine {

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerConfig, ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding};
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::TryStreamExt;
 
-use super::{BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation};
-use crate::cleanup::{owner_label, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
+use super::{BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation, PortMapping};
+use crate::cleanup::{LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
 use crate::config::ResolvedConfig;
 use crate::error::{Error, Result};
 use crate::exec::RunningExec;
@@ -95,6 +95,27 @@ struct Spec {
     memory_mb: u64,
     pids_limit: i64,
     labels: HashMap<String, String>,
+    /// Container ports published on 127.0.0.1.
+    ports: Vec<u16>,
+    owner: String,
+}
+
+impl Spec {
+    /// The container spec a config asks for, with the managed label.
+    fn of(cfg: &ResolvedConfig) -> Self {
+        let mut labels: HashMap<String, String> = cfg.labels.clone().into_iter().collect();
+        labels.insert(LABEL_MANAGED.into(), "1".into());
+        Spec {
+            image: cfg.image.clone(),
+            workdir: cfg.workdir.to_string(),
+            network: cfg.network,
+            memory_mb: cfg.memory_mb,
+            pids_limit: cfg.pids_limit,
+            labels,
+            ports: cfg.ports.clone(),
+            owner: cfg.owner.clone(),
+        }
+    }
 }
 
 /// One sandbox's container (and, for a fork, the snapshot image it was made from).
@@ -105,24 +126,53 @@ pub(crate) struct DockerEngine {
     spec: Spec,
     /// The snapshot image this sandbox owns (forks only); removed on close.
     owned_image: Option<String>,
+    /// Where the published ports landed on the host.
+    ports: Vec<PortMapping>,
 }
 
 impl DockerEngine {
     /// Creates and starts the container for sandbox `id`, pulling the image first if it is missing.
     pub(crate) async fn create(docker: Docker, cfg: &ResolvedConfig, id: &str) -> Result<Self> {
         ensure_image(&docker, &cfg.image, id).await?;
-        let mut labels: HashMap<String, String> = cfg.labels.clone().into_iter().collect();
-        labels.insert(LABEL_MANAGED.into(), "1".into());
-        let spec = Spec {
-            image: cfg.image.clone(),
-            workdir: cfg.workdir.to_string(),
-            network: cfg.network,
-            memory_mb: cfg.memory_mb,
-            pids_limit: cfg.pids_limit,
-            labels,
+        let spec = Spec::of(cfg);
+        let (container, ports) = start_container(&docker, &spec, id).await?;
+        Ok(DockerEngine { docker, id: id.to_string(), container, spec, owned_image: None, ports })
+    }
+
+    /// Takes back the running container of sandbox `id` (a handle lost with a daemon restart).
+    /// `NOT_FOUND` unless `container` exists, runs and carries the sandbox's label.
+    pub(crate) async fn reattach(docker: Docker, cfg: &ResolvedConfig, id: &str, container: &str) -> Result<Self> {
+        let gone = || Error::not_found(id, "container", container.to_string());
+        let info = match docker.inspect_container(container, None).await {
+            Ok(info) => info,
+            Err(e) if status(&e) == Some(404) => return Err(gone()),
+            Err(e) => return Err(Error::engine(id, "inspecting the container", describe(&e))),
         };
-        let container = start_container(&docker, &spec, id).await?;
-        Ok(DockerEngine { docker, id: id.to_string(), container, spec, owned_image: None })
+        let labels = info.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+        let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        if labels.get(LABEL_SANDBOX).map(String::as_str) != Some(id) || !running {
+            return Err(gone());
+        }
+        // A fork runs from a snapshot image labelled with its own id: that image is its to remove.
+        let image = info.image.clone().unwrap_or_default();
+        let owned_image = match docker.inspect_image(&image).await {
+            Ok(img) => img
+                .config
+                .and_then(|c| c.labels)
+                .is_some_and(|l| l.get(LABEL_SANDBOX).map(String::as_str) == Some(id))
+                .then_some(image),
+            Err(_) => None,
+        };
+        let spec = Spec::of(cfg);
+        let ports = published_ports(&info, &spec.ports);
+        Ok(DockerEngine {
+            docker,
+            id: id.to_string(),
+            container: info.id.unwrap_or_else(|| container.into()),
+            spec,
+            owned_image,
+            ports,
+        })
     }
 
     fn err(&self, op: &str, e: DockerError) -> Error {
@@ -164,11 +214,36 @@ fn split_image(image: &str) -> (&str, &str) {
     }
 }
 
-/// Creates and starts a sandbox container; a half-made container is removed on failure.
-async fn start_container(docker: &Docker, spec: &Spec, id: &str) -> Result<String> {
+/// Where each of `ports` was published on the host, read from an inspected container.
+fn published_ports(info: &ContainerInspectResponse, ports: &[u16]) -> Vec<PortMapping> {
+    let map = info.network_settings.as_ref().and_then(|n| n.ports.clone()).unwrap_or_default();
+    ports
+        .iter()
+        .filter_map(|p| {
+            let bindings = map.get(&format!("{p}/tcp"))?.as_ref()?;
+            let host = bindings.iter().find_map(|b| b.host_port.as_deref()?.parse::<u16>().ok())?;
+            Some(PortMapping::new(*p, host))
+        })
+        .collect()
+}
+
+/// Creates and starts a sandbox container; a half-made container is removed on failure. Returns
+/// the container id and where its ports were published.
+async fn start_container(docker: &Docker, spec: &Spec, id: &str) -> Result<(String, Vec<PortMapping>)> {
     let mut labels = spec.labels.clone();
     labels.insert(LABEL_SANDBOX.into(), id.into());
-    labels.insert(LABEL_OWNER.into(), owner_label());
+    labels.insert(LABEL_OWNER.into(), spec.owner.clone());
+    // A published port needs a network to reach; the host side binds loopback only.
+    let network = spec.network || !spec.ports.is_empty();
+    let port_key = |p: &u16| format!("{p}/tcp");
+    let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
+        .ports
+        .iter()
+        .map(|p| {
+            let bind = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
+            (port_key(p), Some(vec![bind]))
+        })
+        .collect();
     let mb = |n: u64| (n as i64).saturating_mul(1024 * 1024);
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -177,11 +252,13 @@ async fn start_container(docker: &Docker, spec: &Spec, id: &str) -> Result<Strin
         cmd: Some(vec![]),
         working_dir: Some(spec.workdir.clone()),
         labels: Some(labels),
+        exposed_ports: (!spec.ports.is_empty()).then(|| spec.ports.iter().map(port_key).collect()),
         // Without network, skipping libnetwork setup halves the start time (bollard research §2).
-        network_disabled: Some(!spec.network),
+        network_disabled: Some(!network),
         stop_timeout: Some(1),
         host_config: Some(HostConfig {
-            network_mode: Some(if spec.network { "bridge" } else { "none" }.into()),
+            network_mode: Some(if network { "bridge" } else { "none" }.into()),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             memory: (spec.memory_mb > 0).then(|| mb(spec.memory_mb)),
             memory_swap: (spec.memory_mb > 0).then(|| mb(spec.memory_mb)),
             pids_limit: (spec.pids_limit > 0).then_some(spec.pids_limit),
@@ -202,7 +279,25 @@ async fn start_container(docker: &Docker, spec: &Spec, id: &str) -> Result<Strin
         let _ = remove_container(docker, &created.id).await;
         return Err(Error::engine(id, "starting the container", describe(&e)));
     }
-    Ok(created.id)
+    if spec.ports.is_empty() {
+        return Ok((created.id, Vec::new()));
+    }
+    let ports = match docker.inspect_container(&created.id, None).await {
+        Ok(info) => published_ports(&info, &spec.ports),
+        Err(e) => {
+            let _ = remove_container(docker, &created.id).await;
+            return Err(Error::engine(id, "reading the published ports", describe(&e)));
+        }
+    };
+    if ports.len() != spec.ports.len() {
+        let _ = remove_container(docker, &created.id).await;
+        return Err(Error::engine(
+            id,
+            "publishing ports",
+            format!("the engine published {ports:?} for {:?}", spec.ports),
+        ));
+    }
+    Ok((created.id, ports))
 }
 
 /// Removes a container and its anonymous volumes; already gone counts as success.
@@ -247,6 +342,10 @@ impl Engine for DockerEngine {
         self.container.clone()
     }
 
+    fn ports(&self) -> Vec<PortMapping> {
+        self.ports.clone()
+    }
+
     async fn start_exec(&self, spec: ExecSpec) -> Result<Box<dyn RunningExec>> {
         if !matches!(self.stat(&spec.cwd).await?, Some(EntryKind::Dir | EntryKind::Symlink)) {
             return Err(Error::not_found(&self.id, "working directory", spec.cwd.to_string()));
@@ -282,7 +381,7 @@ impl Engine for DockerEngine {
     async fn fork(&self, new_id: &str) -> Result<Box<dyn Engine>> {
         let mut labels: HashMap<String, String> = self.spec.labels.clone();
         labels.insert(LABEL_SANDBOX.into(), new_id.into());
-        labels.insert(LABEL_OWNER.into(), owner_label());
+        labels.insert(LABEL_OWNER.into(), self.spec.owner.clone());
         // pause=true: a commit of a container whose processes keep writing must not be torn.
         let opts = CommitContainerOptionsBuilder::default()
             .container(&self.container)
@@ -296,7 +395,7 @@ impl Engine for DockerEngine {
             .await
             .map_err(|e| self.err("committing the fork snapshot", e))?;
         let spec = Spec { image: snap.id.clone(), ..self.spec.clone() };
-        let container = match start_container(&self.docker, &spec, new_id).await {
+        let (container, ports) = match start_container(&self.docker, &spec, new_id).await {
             Ok(c) => c,
             Err(e) => {
                 let _ = remove_image(&self.docker, &snap.id).await;
@@ -309,6 +408,7 @@ impl Engine for DockerEngine {
             container,
             spec: Spec { image: self.spec.image.clone(), ..spec },
             owned_image: Some(snap.id),
+            ports,
         }))
     }
 

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cap_std::fs::{Dir, OpenOptions, PermissionsExt};
 
-use super::{BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation};
-use crate::cleanup::owner_label;
+use super::{BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation, PortMapping};
 use crate::config::ResolvedConfig;
 use crate::error::{Error, Result};
 use crate::exec::RunningExec;
@@ -36,6 +35,8 @@ pub(crate) const OWNER_FILE: &str = "owner";
 /// file work can move to tokio's blocking pool on any runtime flavour.
 pub(crate) struct LocalEngine {
     fs: Arc<LocalFs>,
+    /// Host processes bind host ports directly, so each port maps to itself.
+    ports: Vec<u16>,
 }
 
 /// The sandbox directory and the capability handle all file work goes through.
@@ -46,12 +47,28 @@ struct LocalFs {
     /// `<home>/root`, the sandbox's `/` on the host.
     root_path: PathBuf,
     root: Dir,
+    /// The owner label, copied to forks.
+    owner: String,
 }
 
 impl LocalEngine {
     /// Makes the private directory for sandbox `id`, with the workdir, `/tmp` and `/root` inside.
     pub(crate) fn create(cfg: &ResolvedConfig, id: &str) -> Result<Self> {
-        Ok(LocalEngine { fs: Arc::new(LocalFs::create(cfg, id)?) })
+        Ok(LocalEngine { fs: Arc::new(LocalFs::create(cfg, id)?), ports: cfg.ports.clone() })
+    }
+
+    /// Takes back the existing directory of sandbox `id`; `NOT_FOUND` when it is gone or is not at
+    /// `resource_id` (the root a previous handle reported).
+    pub(crate) fn reattach(cfg: &ResolvedConfig, id: &str, resource_id: &str) -> Result<Self> {
+        let home = local_sandbox_parent().join(id);
+        let root_path = home.join("root");
+        if root_path != Path::new(resource_id) || !root_path.is_dir() {
+            return Err(Error::not_found(id, "local sandbox directory", resource_id.to_string()));
+        }
+        let root = Dir::open_ambient_dir(&root_path, cap_std::ambient_authority())
+            .map_err(|e| Error::io(format!("opening {}", root_path.display()), e))?;
+        let fs = LocalFs { id: id.to_string(), home, root_path, root, owner: cfg.owner.clone() };
+        Ok(LocalEngine { fs: Arc::new(fs), ports: cfg.ports.clone() })
     }
 
     /// Runs blocking file work on the blocking pool.
@@ -65,7 +82,7 @@ impl LocalEngine {
 
 impl LocalFs {
     fn create(cfg: &ResolvedConfig, id: &str) -> Result<Self> {
-        let e = Self::make(id)?;
+        let e = Self::make(id, &cfg.owner)?;
         for dir in [cfg.workdir.relative(), "tmp", "root"] {
             if !dir.is_empty() {
                 e.root.create_dir_all(dir).map_err(|err| e.map_err(err, "creating", &cfg.workdir))?;
@@ -74,7 +91,7 @@ impl LocalFs {
         Ok(e)
     }
 
-    fn make(id: &str) -> Result<Self> {
+    fn make(id: &str, owner: &str) -> Result<Self> {
         let parent = local_sandbox_parent();
         let home = parent.join(id);
         let root_path = home.join("root");
@@ -86,11 +103,11 @@ impl LocalFs {
             b.create(p).map_err(|e| Error::io(format!("creating local sandbox directory {}", p.display()), e))
         };
         mk(&root_path)?;
-        std::fs::write(home.join(OWNER_FILE), owner_label())
+        std::fs::write(home.join(OWNER_FILE), owner)
             .map_err(|e| Error::io(format!("writing {}", home.join(OWNER_FILE).display()), e))?;
         let root = Dir::open_ambient_dir(&root_path, cap_std::ambient_authority())
             .map_err(|e| Error::io(format!("opening {}", root_path.display()), e))?;
-        Ok(LocalFs { id: id.to_string(), home, root_path, root })
+        Ok(LocalFs { id: id.to_string(), home, root_path, root, owner: owner.to_string() })
     }
 
     /// The sandbox path as a path relative to the root handle (`.` for `/`).
@@ -273,6 +290,10 @@ impl Engine for LocalEngine {
         self.fs.root_path.display().to_string()
     }
 
+    fn ports(&self) -> Vec<PortMapping> {
+        self.ports.iter().map(|&p| PortMapping::new(p, p)).collect()
+    }
+
     async fn start_exec(&self, spec: ExecSpec) -> Result<Box<dyn RunningExec>> {
         let fs = &self.fs;
         // Opening the directory through the handle proves it is inside the sandbox.
@@ -343,7 +364,7 @@ impl Engine for LocalEngine {
             .blocking(move |fs| {
                 // Copy out first: a failure then leaves nothing behind.
                 let tar = fs.download_blocking(&SandboxPath::root())?;
-                let child = LocalFs::make(&new_id)?;
+                let child = LocalFs::make(&new_id, &fs.owner)?;
                 if let Err(e) = child.upload_blocking(&tar) {
                     let _ = std::fs::remove_dir_all(&child.home);
                     return Err(e);
@@ -351,7 +372,7 @@ impl Engine for LocalEngine {
                 Ok(child)
             })
             .await?;
-        Ok(Box::new(LocalEngine { fs: Arc::new(child) }))
+        Ok(Box::new(LocalEngine { fs: Arc::new(child), ports: self.ports.clone() }))
     }
 
     async fn close(&self) -> Result<()> {

@@ -10,11 +10,13 @@ mod exec;
 mod files;
 mod isolation;
 mod lifecycle;
+mod service;
 
 use exec::*;
 use files::*;
 use isolation::*;
 use lifecycle::*;
+use service::*;
 
 type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -23,10 +25,14 @@ type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub enum Scope {
     /// Every backend.
     All,
-    /// Only backends with container isolation (limits, network, images).
-    Container,
     /// Only the local backend (host-escape checks).
     Local,
+    /// Only docker: what Dagger cannot do per container (network switch, cgroup limits, locally
+    /// imported images), listed in docs/DAGGER.md's differences table.
+    Docker,
+    /// Backends with a live container or directory per sandbox (docker, local): services and
+    /// reattach. A Dagger sandbox is a chain of immutable states held by its client.
+    Live,
 }
 
 /// One conformance case.
@@ -72,9 +78,12 @@ cases! {
     All export_never_hands_the_host_a_setuid_file,
     All restricted_paths_cannot_be_reached_through_a_symlink,
     All a_symlinked_workdir_works,
-    Container network_is_off_by_default,
-    Container memory_and_pids_limits_are_applied,
-    Container node_project_runs_its_tests,
+    Live serve_forwards_a_port_streams_output_and_stops,
+    Live serve_reports_a_service_that_dies_or_never_listens,
+    Live reattach_takes_back_a_sandbox_whose_handle_was_lost,
+    Docker network_is_off_by_default,
+    Docker memory_and_pids_limits_are_applied,
+    Docker node_project_runs_its_tests,
     Local symlinks_and_dot_dot_never_reach_outside_the_sandbox,
     Local close_stops_processes_a_command_left_running,
 }
