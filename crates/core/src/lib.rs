@@ -48,4 +48,13 @@ pub use tokio_util::sync::CancellationToken;
 pub mod engines {
     pub use crate::backend::docker::{docker_available, DockerInfo};
     pub use crate::backend::local::local_sandbox_parent;
+
+    /// Whether `auto` would try a Dagger engine here, and if not why (a session in the env, or a
+    /// CLI plus a container runtime to start an engine with). Local checks only: never connects.
+    pub fn dagger_plausible() -> std::result::Result<(), String> {
+        #[cfg(feature = "dagger")]
+        return crate::backend::dagger::auto_plausible();
+        #[cfg(not(feature = "dagger"))]
+        Err("this build has no dagger backend (cargo feature `dagger` is off)".into())
+    }
 }

@@ -84,6 +84,8 @@ struct Inner {
     /// The runtime the sandbox was made on. The last handle may be dropped on a thread with no
     /// runtime (a JS finalizer, a plain thread), and the cleanup must still be started there.
     runtime: Option<tokio::runtime::Handle>,
+    /// Set by `detach`: the engine resources are meant to outlive every handle.
+    detached: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Inner {
@@ -91,7 +93,7 @@ impl Drop for Inner {
         // A forgotten sandbox must not keep a container running: free it in the background on the
         // runtime it was made on. If that runtime has shut down, the task never runs; containers
         // of a process that died are found by their labels (`cleanup_orphans`).
-        if !self.closing.is_cancelled() {
+        if !self.closing.is_cancelled() && !self.detached.load(std::sync::atomic::Ordering::Acquire) {
             if let Some(rt) = self.runtime.clone().or_else(|| tokio::runtime::Handle::try_current().ok()) {
                 let engine = self.engine.clone();
                 let id = self.id.clone();
@@ -163,6 +165,7 @@ impl Sandbox {
                 closed: tokio::sync::Mutex::new(false),
                 fallback,
                 runtime: tokio::runtime::Handle::try_current().ok(),
+                detached: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -529,6 +532,13 @@ impl Sandbox {
             self.inner.engine.upload_tar(tar).await
         })
         .await
+    }
+
+    /// Lets the engine resources outlive every handle: dropping the last one no longer frees them
+    /// (close still does). For a daemon that shuts down and takes its sandboxes back with
+    /// [`reattach`](Self::reattach) on its next start.
+    pub fn detach(&self) {
+        self.inner.detached.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Takes back a sandbox whose handle was lost (a daemon that restarted), from its id, the

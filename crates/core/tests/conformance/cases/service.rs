@@ -86,9 +86,10 @@ pub(super) async fn reattach_takes_back_a_sandbox_whose_handle_was_lost(h: Harne
     let sb = h.create_with(cfg.clone()).await;
     sb.write_file("kept.txt", "work in progress").await.unwrap();
     let (id, resource) = (sb.id().to_string(), sb.resource_id());
-    // A daemon killed with -9 never drops its handles: nothing frees the sandbox.
-    std::mem::forget(sb.clone());
+    // A daemon that shuts down lets go of its handles without freeing what they hold.
+    sb.detach();
     drop(sb);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // Daemon-owned sandboxes are the daemon's to reconcile, even while no process holds them.
     dagger_sandbox::cleanup_orphans().await.unwrap();
     let back = Sandbox::reattach(cfg.clone(), &id, &resource).await.unwrap_or_else(|e| panic!("reattach: {e}"));

@@ -1,0 +1,65 @@
+//! One module per subcommand that talks to the daemon (plus `serve` and `doctor`), and the bits they
+//! share: turning argv into one shell command, and reading session objects for tables.
+
+pub mod clean;
+pub mod create;
+pub mod doctor;
+pub mod exec;
+pub mod list;
+pub mod logs;
+pub mod serve;
+pub mod stop;
+
+use serde_json::Value;
+
+/// Joins argv words into one `sh -c` command that runs exactly those words: a single word is taken
+/// as a whole command line (`exec ID -- 'npm test && echo ok'`), several are quoted one by one.
+pub fn shell_join(words: &[String]) -> String {
+    if let [one] = words {
+        return one.clone();
+    }
+    words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// Quotes one word for `sh`, leaving plain words as they are.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// A string field of a JSON object, if present and a string.
+pub fn field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// A string field for a table cell: `-` when absent or null.
+pub fn cell(v: &Value, key: &str) -> String {
+    field(v, key).filter(|s| !s.is_empty()).unwrap_or("-").to_string()
+}
+
+/// A session's status for people: `terminated (expired)` when it ended.
+pub fn status_text(s: &Value) -> String {
+    match (field(s, "status"), field(s, "endedReason")) {
+        (Some(st), Some(why)) if st == "terminated" => format!("{st} ({why})"),
+        (Some(st), _) => st.to_string(),
+        (None, _) => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_becomes_the_same_words_for_sh() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(shell_join(&w(&["npm test && echo ok"])), "npm test && echo ok");
+        assert_eq!(shell_join(&w(&["sh", "-c", "exit 3"])), "sh -c 'exit 3'");
+        assert_eq!(shell_join(&w(&["echo", "it's", ""])), r"echo 'it'\''s' ''");
+        assert_eq!(shell_join(&w(&["node", "-e", "a=$HOME"])), "node -e 'a=$HOME'");
+    }
+}

@@ -1,0 +1,43 @@
+//! `serve`: the daemon in the foreground, for systemd units, containers and debugging; the other
+//! commands start the same thing in the background on their own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Loopback address to listen on (port 0 picks a free one)
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    addr: SocketAddr,
+    /// How often expired sessions are stopped (e.g. 30s, 5m)
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    reap_interval: Duration,
+}
+
+/// Runs the daemon until SIGINT/SIGTERM, logging to stderr (filter with `RUST_LOG`, default info).
+pub async fn run(args: ServeArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    if !args.addr.ip().is_loopback() {
+        anyhow::bail!(crate::client::CodedError::new(
+            "INVALID_ARGUMENT",
+            format!("--addr {} is not a loopback address; the daemon only listens on 127.0.0.1 or ::1", args.addr)
+        ));
+    }
+    if args.reap_interval.is_zero() {
+        anyhow::bail!(crate::client::CodedError::new("INVALID_ARGUMENT", "--reap-interval must be greater than 0"));
+    }
+    dagger_sandbox_server::run(dagger_sandbox_server::ServeOptions {
+        addr: args.addr,
+        state_dir,
+        reap_interval: args.reap_interval,
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}

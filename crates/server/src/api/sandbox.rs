@@ -1,0 +1,73 @@
+//! `/api/sandbox` and `/api/sandbox/{id}`: list, create, get, stop, exec, extend.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{flag, json_body, query, AppState};
+use crate::error::ApiError;
+use crate::sessions::{CreateRequest, ExecRequest, ExecView, SessionView, REASON_STOPPED};
+
+/// `GET /api/sandbox[?all=true]`.
+pub async fn list(
+    State(st): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let all = flag(&query(q)?, "all")?;
+    let rows = st.sessions.list(all).await?;
+    let views: Vec<SessionView> = rows.iter().map(SessionView::from).collect();
+    Ok(Json(json!({ "sandboxes": views })))
+}
+
+/// `POST /api/sandbox`.
+pub async fn create(State(st): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<SessionView>), ApiError> {
+    let req: CreateRequest = json_body(&body, "create request")?;
+    let s = st.sessions.create(req).await?;
+    Ok((StatusCode::CREATED, Json(SessionView::from(&s))))
+}
+
+/// `DELETE /api/sandbox`: stops every session that is not terminated.
+pub async fn stop_all(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let n = st.sessions.stop_all().await?;
+    Ok(Json(json!({ "stopped": n })))
+}
+
+/// `GET /api/sandbox/{id}`.
+pub async fn get_one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
+    Ok(Json(SessionView::from(&st.sessions.get(&id).await?)))
+}
+
+/// `DELETE /api/sandbox/{id}`.
+pub async fn stop_one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
+    let s = st.sessions.stop(&id, REASON_STOPPED).await?.ok_or_else(|| ApiError::no_session(&id))?;
+    Ok(Json(SessionView::from(&s)))
+}
+
+/// `POST /api/sandbox/{id}/exec`.
+pub async fn exec(State(st): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<ExecView>, ApiError> {
+    let req: ExecRequest = json_body(&body, "exec request")?;
+    Ok(Json(st.sessions.exec(&id, req).await?.into()))
+}
+
+/// The body of `POST /api/sandbox/{id}/extend`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExtendRequest {
+    ttl_seconds: u64,
+}
+
+/// `POST /api/sandbox/{id}/extend`.
+pub async fn extend(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<SessionView>, ApiError> {
+    let req: ExtendRequest = json_body(&body, "extend request")?;
+    Ok(Json(SessionView::from(&st.sessions.extend(&id, req.ttl_seconds).await?)))
+}

@@ -1,0 +1,314 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`, written out by hand from docs/rest-api.md;
+//! a test holds it to the router's route table so neither can drift from the other.
+
+use serde_json::{json, Value};
+
+fn error_ref() -> Value {
+    json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}})
+}
+
+fn session_ref() -> Value {
+    json!({"application/json": {"schema": {"$ref": "#/components/schemas/Session"}}})
+}
+
+/// The standard error answers of a route that names a session.
+fn session_errors() -> Value {
+    json!({
+        "401": {"description": "missing or wrong bearer token", "content": error_ref()},
+        "404": {"description": "no such session", "content": error_ref()},
+    })
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+fn id_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "example": "sbx-0123456789ab"})
+}
+
+fn path_query() -> Value {
+    json!({"name": "path", "in": "query", "required": true, "schema": {"type": "string"},
+           "description": "sandbox path, absolute or relative to the working directory"})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let nullable_string = json!({"type": ["string", "null"]});
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "dagger-sandbox daemon",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Sessions of isolated sandboxes: create, exec, files, logs, TTL. See docs/rest-api.md."
+        },
+        "servers": [{"url": "http://127.0.0.1:7878"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/": {"get": {
+                "summary": "Dashboard (placeholder page)", "security": [],
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}}
+            }},
+            "/openapi.json": {"get": {
+                "summary": "This document", "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}
+            }},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics", "security": [],
+                "responses": {"200": {"description": "text format 0.0.4", "content": {"text/plain": {}}}}
+            }},
+            "/api/health": {"get": {
+                "summary": "Daemon health",
+                "responses": {
+                    "200": {"description": "healthy", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                    "401": {"description": "missing or wrong bearer token", "content": error_ref()}
+                }
+            }},
+            "/api/sandbox": {
+                "get": {
+                    "summary": "List sessions, newest first",
+                    "parameters": [{"name": "all", "in": "query", "schema": {"type": "boolean"},
+                                    "description": "include terminated sessions"}],
+                    "responses": {
+                        "200": {"description": "sessions", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["sandboxes"],
+                            "properties": {"sandboxes": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}}}
+                        }}}},
+                        "401": {"description": "missing or wrong bearer token", "content": error_ref()}
+                    }
+                },
+                "post": {
+                    "summary": "Create a session",
+                    "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateRequest"}}}},
+                    "responses": {
+                        "201": {"description": "created (and its service ready)", "content": session_ref()},
+                        "400": {"description": "invalid request; nothing was created", "content": error_ref()},
+                        "401": {"description": "missing or wrong bearer token", "content": error_ref()},
+                        "503": {"description": "no engine for the backend", "content": error_ref()},
+                        "504": {"description": "the service did not accept connections in time", "content": error_ref()}
+                    }
+                },
+                "delete": {
+                    "summary": "Stop every session that is not terminated",
+                    "responses": {
+                        "200": {"description": "how many were stopped", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["stopped"], "properties": {"stopped": {"type": "integer"}}
+                        }}}},
+                        "401": {"description": "missing or wrong bearer token", "content": error_ref()}
+                    }
+                }
+            },
+            "/api/sandbox/{id}": {
+                "parameters": [id_param()],
+                "get": {
+                    "summary": "One session",
+                    "responses": merge(json!({"200": {"description": "the session", "content": session_ref()}}), session_errors())
+                },
+                "delete": {
+                    "summary": "Stop a session; its engine resources are removed before the answer",
+                    "responses": merge(json!({"200": {"description": "the terminated session", "content": session_ref()}}), session_errors())
+                }
+            },
+            "/api/sandbox/{id}/exec": {
+                "parameters": [id_param()],
+                "post": {
+                    "summary": "Run a command (sh -c); a non-zero exit is a result",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecRequest"}}}},
+                    "responses": merge(json!({
+                        "200": {"description": "the result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecResult"}}}},
+                        "400": {"description": "invalid request", "content": error_ref()},
+                        "409": {"description": "the session has ended", "content": error_ref()},
+                        "504": {"description": "the command timed out and was killed", "content": error_ref()}
+                    }), session_errors())
+                }
+            },
+            "/api/sandbox/{id}/extend": {
+                "parameters": [id_param()],
+                "post": {
+                    "summary": "Move expiresAt to max(expiresAt, now) + ttlSeconds",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["ttlSeconds"], "additionalProperties": false,
+                        "properties": {"ttlSeconds": {"type": "integer", "minimum": 1}}
+                    }}}},
+                    "responses": merge(json!({
+                        "200": {"description": "the session", "content": session_ref()},
+                        "400": {"description": "invalid request", "content": error_ref()},
+                        "409": {"description": "the session has ended", "content": error_ref()}
+                    }), session_errors())
+                }
+            },
+            "/api/sandbox/{id}/files": {
+                "parameters": [id_param(), path_query()],
+                "get": {
+                    "summary": "Read a file, byte for byte",
+                    "responses": merge(json!({
+                        "200": {"description": "the bytes", "content": {"application/octet-stream": {}}},
+                        "400": {"description": "invalid path", "content": error_ref()},
+                        "409": {"description": "the session has ended", "content": error_ref()}
+                    }), session_errors())
+                },
+                "put": {
+                    "summary": "Write a file (parent directories created)",
+                    "parameters": [{"name": "mode", "in": "query", "schema": {"type": "string", "pattern": "^[0-7]{1,4}$"},
+                                    "description": "octal permission bits, default 644"}],
+                    "requestBody": {"required": true, "content": {"application/octet-stream": {}}},
+                    "responses": merge(json!({
+                        "204": {"description": "written"},
+                        "400": {"description": "invalid path or mode", "content": error_ref()},
+                        "403": {"description": "restricted path", "content": error_ref()},
+                        "409": {"description": "the session has ended", "content": error_ref()}
+                    }), session_errors())
+                }
+            },
+            "/api/sandbox/{id}/logs": {
+                "parameters": [id_param()],
+                "get": {
+                    "summary": "Output as server-sent events (`log` events, then one `end` event)",
+                    "description": "An EventSource client may pass the token as ?token= on this route only.",
+                    "security": [{"bearer": []}, {"queryToken": []}],
+                    "parameters": [{"name": "follow", "in": "query", "schema": {"type": "boolean"},
+                                    "description": "keep the stream open until the session ends"}],
+                    "responses": merge(json!({
+                        "200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/LogLine"}}}}
+                    }), session_errors())
+                }
+            }
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the token file of the daemon's state dir"},
+                "queryToken": {"type": "apiKey", "in": "query", "name": "token"}
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object", "required": ["error"],
+                    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                        "code": {"type": "string", "enum": [
+                            "INVALID_ARGUMENT", "INVALID_PATH", "RESTRICTED_PATH", "NOT_FOUND", "TIMEOUT", "CANCELLED",
+                            "CLOSED", "ENGINE_UNAVAILABLE", "ENGINE_ERROR", "IO_ERROR", "UNAUTHORIZED", "SESSION_ENDED",
+                            "INTERNAL"
+                        ]},
+                        "message": {"type": "string"}
+                    }}}
+                },
+                "Health": {
+                    "type": "object", "required": ["status", "version", "pid", "sessions"],
+                    "properties": {
+                        "status": {"const": "ok"}, "version": {"type": "string"},
+                        "pid": {"type": "integer"}, "sessions": {"type": "integer"}
+                    }
+                },
+                "PortMapping": {
+                    "type": "object", "required": ["containerPort", "hostPort", "url"],
+                    "properties": {"containerPort": {"type": "integer"}, "hostPort": {"type": "integer"}, "url": {"type": "string"}}
+                },
+                "Session": {
+                    "type": "object",
+                    "required": ["id", "status", "backend", "isolation", "image", "template", "projectId", "userId",
+                                 "containerId", "workingDirectory", "command", "ports", "hostUrl", "metadata",
+                                 "createdAt", "lastActiveAt", "expiresAt", "endedReason"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "status": {"enum": ["active", "paused", "terminated"]},
+                        "backend": {"enum": ["dagger", "docker", "local"]},
+                        "isolation": {"type": "string"},
+                        "image": nullable_string, "template": nullable_string,
+                        "projectId": nullable_string, "userId": nullable_string, "containerId": nullable_string,
+                        "workingDirectory": {"type": "string"},
+                        "command": nullable_string,
+                        "ports": {"type": "array", "items": {"$ref": "#/components/schemas/PortMapping"}},
+                        "hostUrl": nullable_string,
+                        "metadata": {"type": "object"},
+                        "createdAt": {"type": "string", "format": "date-time"},
+                        "lastActiveAt": {"type": "string", "format": "date-time"},
+                        "expiresAt": {"type": "string", "format": "date-time"},
+                        "endedReason": {"type": ["string", "null"], "enum": ["stopped", "expired", "lost", "failed", null]}
+                    }
+                },
+                "CreateRequest": {
+                    "type": "object", "additionalProperties": false,
+                    "properties": {
+                        "template": {"type": "string"}, "image": {"type": "string"},
+                        "backend": {"enum": ["auto", "dagger", "docker", "local"]},
+                        "projectId": nullable_string, "userId": nullable_string,
+                        "ttlSeconds": {"type": "integer", "minimum": 1},
+                        "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
+                        "command": {"type": "string"},
+                        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "workingDirectory": {"type": "string"},
+                        "metadata": {"type": "object"}
+                    }
+                },
+                "ExecRequest": {
+                    "type": "object", "required": ["command"], "additionalProperties": false,
+                    "properties": {
+                        "command": {"type": "string"},
+                        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "cwd": nullable_string,
+                        "timeoutMs": {"type": ["integer", "null"], "minimum": 1},
+                        "stdin": nullable_string
+                    }
+                },
+                "ExecResult": {
+                    "type": "object", "required": ["exitCode", "stdout", "stderr", "durationMs", "truncated"],
+                    "properties": {
+                        "exitCode": {"type": "integer"}, "stdout": {"type": "string"}, "stderr": {"type": "string"},
+                        "durationMs": {"type": "integer"}, "truncated": {"type": "boolean"}
+                    }
+                },
+                "LogLine": {
+                    "type": "object", "required": ["stream", "text", "at"],
+                    "properties": {
+                        "stream": {"enum": ["stdout", "stderr", "system"]},
+                        "text": {"type": "string"},
+                        "at": {"type": "string", "format": "date-time"}
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Every (method, path) the document describes, methods upper-case.
+pub fn documented_routes(doc: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in ["get", "put", "post", "delete", "patch", "head", "options"] {
+            if item.get(method).is_some() {
+                out.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_and_the_router_name_the_same_routes() {
+        let mut served: Vec<(String, String)> =
+            crate::api::routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        served.sort();
+        let documented = documented_routes(&document());
+        let missing: Vec<_> = served.iter().filter(|r| !documented.contains(r)).collect();
+        let extra: Vec<_> = documented.iter().filter(|r| !served.contains(r)).collect();
+        assert!(missing.is_empty(), "routes served but not documented: {missing:?}");
+        assert!(extra.is_empty(), "routes documented but not served: {extra:?}");
+    }
+
+    #[test]
+    fn every_ref_points_at_a_schema() {
+        let doc = document();
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &piece[..piece.find('"').unwrap()];
+            assert!(doc["components"]["schemas"].get(name).is_some(), "dangling $ref {name}");
+        }
+    }
+}

@@ -1,0 +1,759 @@
+//! The live session registry: the sandboxes this daemon holds (with their service and log), kept
+//! in step with the SQLite store, and the one place where sessions are created and stopped.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use chrono::{DateTime, Utc};
+use dagger_sandbox::{
+    BackendChoice, BackendKind, ExecOptions, ExecResult, OutputChunk, PortMapping, Sandbox, SandboxConfig, Service,
+};
+use dagger_sandbox_store::{ListFilter, Provider, Session, SessionUpdate, Status, Store};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+use crate::logs::{LineSplitter, LogBuffer};
+use crate::templates::{Templates, DEFAULT_WORKING_DIRECTORY};
+
+/// Session lifetime when the create request names none.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// Longest lifetime a create or extend may ask for (a year), so expiry times stay representable.
+pub const MAX_TTL_SECONDS: u64 = 366 * 24 * 3600;
+/// How many ended sessions keep their log in memory for late readers.
+const ENDED_LOGS_KEPT: usize = 64;
+
+/// `ended_reason` of a session stopped by `DELETE`.
+pub const REASON_STOPPED: &str = "stopped";
+/// `ended_reason` of a session the reaper ended.
+pub const REASON_EXPIRED: &str = "expired";
+/// `ended_reason` of a session whose engine resources vanished or could not be taken back.
+pub const REASON_LOST: &str = "lost";
+/// `ended_reason` of a session whose service exited or never became ready.
+pub const REASON_FAILED: &str = "failed";
+
+/// The body of `POST /api/sandbox`; every field is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateRequest {
+    /// A template name (`node`, `python`, or one from `templates.json`).
+    pub template: Option<String>,
+    /// The image; wins over the template's.
+    pub image: Option<String>,
+    /// `auto`, `docker`, `dagger` or `local`.
+    pub backend: Option<String>,
+    /// A project the session belongs to.
+    pub project_id: Option<String>,
+    /// A user the session belongs to.
+    pub user_id: Option<String>,
+    /// Lifetime in seconds (default 3600).
+    pub ttl_seconds: Option<u64>,
+    /// Container ports to forward to 127.0.0.1; needs `command`.
+    pub ports: Option<Vec<u16>>,
+    /// A command run as a service from the sandbox state.
+    pub command: Option<String>,
+    /// Environment for every exec and the service.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The working directory (default: the template's, else `/app`).
+    pub working_directory: Option<String>,
+    /// Free-form data kept with the session (a JSON object).
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// The body of `POST /api/sandbox/:id/exec`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The command, run with `sh -c`.
+    pub command: String,
+    /// Variables for this call only.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory for this call.
+    pub cwd: Option<String>,
+    /// Timeout for this call in milliseconds (default: the sandbox's, 600000).
+    pub timeout_ms: Option<u64>,
+    /// Text fed to standard input.
+    pub stdin: Option<String>,
+}
+
+/// The answer of an exec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecView {
+    /// The command's exit code.
+    pub exit_code: i64,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Whether output was cut in the middle.
+    pub truncated: bool,
+}
+
+impl From<ExecResult> for ExecView {
+    fn from(r: ExecResult) -> Self {
+        ExecView {
+            exit_code: r.exit_code,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            duration_ms: r.duration_ms,
+            truncated: r.truncated,
+        }
+    }
+}
+
+/// What the daemon keeps in a session's `metadata` column: what the API shows, and the config a
+/// restarted daemon needs to take the sandbox back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    isolation: String,
+    image: Option<String>,
+    template: Option<String>,
+    command: Option<String>,
+    #[serde(default)]
+    ports: Vec<PortMapping>,
+    #[serde(default = "empty_object")]
+    user: serde_json::Value,
+    config: Option<SandboxConfig>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+impl Meta {
+    fn of(s: &Session) -> Meta {
+        serde_json::from_value(s.metadata.clone()).unwrap_or_else(|e| {
+            tracing::warn!(session = %s.id, "unreadable session metadata: {e}");
+            Meta {
+                isolation: "unknown".into(),
+                image: None,
+                template: None,
+                command: None,
+                ports: vec![],
+                user: empty_object(),
+                config: None,
+            }
+        })
+    }
+}
+
+/// A session as the API shows it (docs/rest-api.md, "The session object").
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    /// The session id, also the sandbox id.
+    pub id: String,
+    /// `active`, `paused` or `terminated`.
+    pub status: String,
+    /// The engine it runs on.
+    pub backend: String,
+    /// `container` or `process`.
+    pub isolation: String,
+    /// The image, or `null` on the local backend.
+    pub image: Option<String>,
+    /// The template it was made from.
+    pub template: Option<String>,
+    /// Its project.
+    pub project_id: Option<String>,
+    /// Its user.
+    pub user_id: Option<String>,
+    /// The container id (or host directory on the local backend).
+    pub container_id: Option<String>,
+    /// The working directory.
+    pub working_directory: String,
+    /// The service command.
+    pub command: Option<String>,
+    /// Forwarded ports.
+    pub ports: Vec<PortMapping>,
+    /// The URL of the first port.
+    pub host_url: Option<String>,
+    /// The caller's metadata.
+    pub metadata: serde_json::Value,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used.
+    pub last_active_at: DateTime<Utc>,
+    /// When the reaper ends it.
+    pub expires_at: DateTime<Utc>,
+    /// Why it ended.
+    pub ended_reason: Option<String>,
+}
+
+impl From<&Session> for SessionView {
+    fn from(s: &Session) -> Self {
+        let meta = Meta::of(s);
+        SessionView {
+            id: s.id.clone(),
+            status: s.status.as_str().to_string(),
+            backend: s.provider.as_str().to_string(),
+            isolation: meta.isolation,
+            image: meta.image,
+            template: meta.template,
+            project_id: s.project_id.clone(),
+            user_id: s.user_id.clone(),
+            container_id: s.container_id.clone(),
+            working_directory: s.working_directory.clone(),
+            command: meta.command,
+            ports: meta.ports,
+            host_url: s.host_url.clone(),
+            metadata: meta.user,
+            created_at: s.created_at,
+            last_active_at: s.last_active_at,
+            expires_at: s.expires_at,
+            ended_reason: s.ended_reason.clone(),
+        }
+    }
+}
+
+/// Whether something serves `port` on 127.0.0.1. Docker's port proxy accepts a connection even
+/// when nothing listens in the container and then closes it at once, so a connection that stays
+/// open (or speaks) for a moment is what counts.
+async fn serves(port: u16) -> bool {
+    use tokio::io::AsyncReadExt;
+    let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await else { return false };
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte)).await, Err(_) | Ok(Ok(1..)))
+}
+
+/// A sandbox this daemon holds.
+pub struct Live {
+    /// The sandbox.
+    pub sandbox: Sandbox,
+    service: Mutex<Option<Service>>,
+    /// Its output log.
+    pub logs: Arc<LogBuffer>,
+    /// Set once a stop began, so a service that ends because of it is not reported as a failure.
+    stopping: AtomicBool,
+}
+
+impl Live {
+    fn new(sandbox: Sandbox, logs: Arc<LogBuffer>) -> Arc<Self> {
+        Arc::new(Live { sandbox, service: Mutex::new(None), logs, stopping: AtomicBool::new(false) })
+    }
+
+    fn service(&self) -> Option<Service> {
+        self.service.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Counters of the daemon itself, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Sessions created through the API.
+    pub created: AtomicU64,
+    /// Sessions the reaper ended.
+    pub reaped: AtomicU64,
+}
+
+/// The registry of sessions: the store plus the sandboxes held in memory.
+pub struct Sessions {
+    store: Store,
+    owner: String,
+    templates: Templates,
+    docker: Option<Docker>,
+    live: Mutex<HashMap<String, Arc<Live>>>,
+    ended_logs: Mutex<VecDeque<(String, Arc<LogBuffer>)>>,
+    /// The daemon's own counters.
+    pub counters: Counters,
+    /// How long a service may take to accept connections.
+    ready_timeout: Duration,
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
+
+fn provider_of(kind: BackendKind) -> Provider {
+    match kind {
+        BackendKind::Dagger => Provider::Dagger,
+        BackendKind::Docker => Provider::Docker,
+        BackendKind::Local => Provider::Local,
+    }
+}
+
+fn choice_of(p: Provider) -> BackendChoice {
+    match p {
+        Provider::Dagger => BackendChoice::Dagger,
+        Provider::Docker => BackendChoice::Docker,
+        Provider::Local => BackendChoice::Local,
+    }
+}
+
+fn ttl(seconds: u64) -> Result<chrono::Duration, ApiError> {
+    if seconds == 0 || seconds > MAX_TTL_SECONDS {
+        return Err(bad(format!("ttlSeconds must be 1-{MAX_TTL_SECONDS}, got {seconds}")));
+    }
+    Ok(chrono::Duration::seconds(seconds as i64))
+}
+
+impl Sessions {
+    /// A registry over `store` whose engine resources carry the owner label `owner`.
+    pub fn new(store: Store, owner: String, templates: Templates, docker: Option<Docker>) -> Arc<Self> {
+        Arc::new(Sessions {
+            store,
+            owner,
+            templates,
+            docker,
+            live: Mutex::new(HashMap::new()),
+            ended_logs: Mutex::new(VecDeque::new()),
+            counters: Counters::default(),
+            ready_timeout: dagger_sandbox::DEFAULT_READY_TIMEOUT,
+        })
+    }
+
+    /// The owner label value of this daemon's engine resources (`daemon:<state dir>`).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The Docker client used to reconcile and to remove resources of sandboxes not held.
+    pub fn docker(&self) -> Option<&Docker> {
+        self.docker.as_ref()
+    }
+
+    /// Runs a store call off the async threads.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> dagger_sandbox_store::Result<T> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ApiError::Internal(format!("a registry task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+
+    fn live_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Live>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The held sandbox of `id`, if this daemon holds it.
+    pub fn live(&self, id: &str) -> Option<Arc<Live>> {
+        self.live_map().get(id).cloned()
+    }
+
+    /// Ids of every sandbox held.
+    pub fn live_ids(&self) -> Vec<String> {
+        self.live_map().keys().cloned().collect()
+    }
+
+    /// Lets go of every held sandbox WITHOUT closing it, so its engine resources outlive the
+    /// daemon and the next start takes them back (detached, so dropping the handles frees nothing).
+    pub fn detach_all(&self) {
+        let all: Vec<_> = self.live_map().drain().collect();
+        for (_, live) in all {
+            live.logs.end();
+            live.sandbox.detach();
+        }
+    }
+
+    /// The log of `id`: held sessions, and recently ended ones.
+    pub fn logs(&self, id: &str) -> Option<Arc<LogBuffer>> {
+        if let Some(l) = self.live(id) {
+            return Some(l.logs.clone());
+        }
+        let ended = self.ended_logs.lock().unwrap_or_else(|p| p.into_inner());
+        ended.iter().find(|(i, _)| i == id).map(|(_, l)| l.clone())
+    }
+
+    /// One session, or `NOT_FOUND`.
+    pub async fn get(&self, id: &str) -> Result<Session, ApiError> {
+        let key = id.to_string();
+        self.db(move |s| s.get(&key)).await?.ok_or_else(|| ApiError::no_session(id))
+    }
+
+    /// Sessions, newest first; terminated ones only with `all`.
+    pub async fn list(&self, all: bool) -> Result<Vec<Session>, ApiError> {
+        self.db(move |s| s.list(&ListFilter { include_terminated: all, ..Default::default() })).await
+    }
+
+    /// The held sandbox of an active session; `NOT_FOUND` or `SESSION_ENDED` otherwise.
+    pub async fn usable(&self, id: &str) -> Result<Arc<Live>, ApiError> {
+        if let Some(l) = self.live(id) {
+            return Ok(l);
+        }
+        let s = self.get(id).await?;
+        match s.status {
+            Status::Terminated => Err(ApiError::SessionEnded {
+                id: id.to_string(),
+                reason: s.ended_reason.unwrap_or_else(|| "unknown".into()),
+            }),
+            _ => Err(ApiError::Internal(format!(
+                "session {id} is {} in the registry but this daemon does not hold its sandbox; stop it with DELETE",
+                s.status
+            ))),
+        }
+    }
+
+    /// Records activity on a session, without failing the call that used it.
+    async fn touch(&self, id: &str) {
+        let key = id.to_string();
+        if let Err(e) = self.db(move |s| s.touch(&key, Utc::now())).await {
+            tracing::warn!(session = id, "recording activity failed: {e}");
+        }
+    }
+
+    /// Creates a session: checks the request, creates the sandbox, starts its service and waits
+    /// for its ports, then records it. On any failure nothing is left running or recorded.
+    pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<Session, ApiError> {
+        let tpl = match &req.template {
+            Some(name) => Some(self.templates.get(name).cloned().ok_or_else(|| {
+                bad(format!("unknown template {name:?}; known: {}", self.templates.names().join(", ")))
+            })?),
+            None => None,
+        };
+        let backend: BackendChoice = req.backend.as_deref().unwrap_or("auto").parse()?;
+        let ttl = ttl(req.ttl_seconds.unwrap_or(DEFAULT_TTL.as_secs()))?;
+        let user = match req.metadata {
+            None | Some(serde_json::Value::Null) => empty_object(),
+            Some(v @ serde_json::Value::Object(_)) => v,
+            Some(_) => return Err(bad("metadata must be a JSON object")),
+        };
+        let command = match req.command.as_deref().map(str::trim) {
+            Some("") => return Err(bad("command must not be empty")),
+            Some(_) => req.command.clone(),
+            None => None,
+        };
+        let ports = match (&req.ports, &command, &tpl) {
+            (Some(p), _, _) => p.clone(),
+            (None, Some(_), Some(t)) => t.ports.clone(),
+            _ => vec![],
+        };
+        if !ports.is_empty() && command.is_none() {
+            return Err(bad("ports need a command to serve them: add \"command\" (e.g. \"node server.js\")"));
+        }
+        if let Some(p) = ports.iter().find(|p| **p == 0) {
+            return Err(bad(format!("ports must be 1-65535, got {p}")));
+        }
+        let workdir = req
+            .working_directory
+            .clone()
+            .or_else(|| tpl.as_ref().map(|t| t.working_directory.clone()))
+            .unwrap_or_else(|| DEFAULT_WORKING_DIRECTORY.to_string());
+        let image = req.image.clone().or_else(|| tpl.as_ref().map(|t| t.image.clone()));
+        let mut config = SandboxConfig::new().backend(backend).workdir(&workdir).owner(&self.owner);
+        if let Some(i) = &image {
+            config = config.image(i);
+        }
+        for (k, v) in &req.env {
+            config = config.env(k, v);
+        }
+        for p in &ports {
+            config = config.port(*p);
+        }
+        if let Some(p) = &req.project_id {
+            config = config.label("dev.dagger-sandbox.project", p);
+        }
+
+        let sandbox = Sandbox::create(config.clone()).await?;
+        let logs = Arc::new(LogBuffer::new());
+        let live = Live::new(sandbox.clone(), logs.clone());
+        // From here on, every failure must close the sandbox.
+        let result: Result<Session, ApiError> = async {
+            if let Some(cmd) = &command {
+                let service = self.start_service(&live, cmd).await?;
+                *live.service.lock().unwrap_or_else(|p| p.into_inner()) = Some(service);
+            }
+            let now = Utc::now();
+            let mut s = Session::new(sandbox.id(), provider_of(sandbox.backend()), now, now + ttl);
+            let port_maps = sandbox.ports();
+            s.user_id = req.user_id.clone();
+            s.project_id = req.project_id.clone();
+            s.container_id = Some(sandbox.resource_id());
+            s.host_url = port_maps.first().map(|p| p.url.clone());
+            s.working_directory = sandbox.workdir();
+            // Pin the backend it got, so a restarted daemon reattaches to the same kind of engine.
+            let mut pinned = config.clone();
+            pinned.backend = choice_of(s.provider);
+            let meta = Meta {
+                isolation: sandbox.isolation().as_str().to_string(),
+                image: sandbox.image().map(str::to_string),
+                template: req.template.clone(),
+                command: command.clone(),
+                ports: port_maps,
+                user,
+                config: Some(pinned),
+            };
+            s.metadata = serde_json::to_value(&meta).map_err(|e| ApiError::Internal(e.to_string()))?;
+            self.live_map().insert(s.id.clone(), live.clone());
+            let row = s.clone();
+            if let Err(e) = self.db(move |st| st.insert(&row)).await {
+                self.live_map().remove(&s.id);
+                return Err(e);
+            }
+            Ok(s)
+        }
+        .await;
+        match result {
+            Ok(s) => {
+                self.counters.created.fetch_add(1, Ordering::Relaxed);
+                self.watch_service(&live);
+                tracing::info!(session = %s.id, backend = %s.provider, "session created");
+                Ok(s)
+            }
+            Err(e) => {
+                live.stopping.store(true, Ordering::SeqCst);
+                if let Some(svc) = live.service() {
+                    svc.stop().await;
+                }
+                if let Err(ce) = sandbox.close().await {
+                    tracing::warn!(sandbox = %sandbox.id(), "closing a sandbox whose create failed: {ce}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts `command` as the session's service, its output going to the session log.
+    async fn start_service(&self, live: &Arc<Live>, command: &str) -> Result<Service, ApiError> {
+        let (tx, mut rx) = mpsc::channel::<OutputChunk>(256);
+        let logs = live.logs.clone();
+        tokio::spawn(async move {
+            let mut split = LineSplitter::default();
+            while let Some(c) = rx.recv().await {
+                split.chunk(&logs, &c);
+            }
+            split.flush(&logs);
+        });
+        live.logs.system(format!("$ {command}"));
+        let opts = dagger_sandbox::ServeOptions::new().ready_timeout(self.ready_timeout).output(tx);
+        match live.sandbox.serve(command, opts).await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                live.logs.system(format!("service failed: {e}"));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Ends the session with `failed` when its service exits by itself.
+    fn watch_service(self: &Arc<Self>, live: &Arc<Live>) {
+        let Some(service) = live.service() else { return };
+        let this = Arc::downgrade(self);
+        let live = live.clone();
+        tokio::spawn(async move {
+            let code = service.wait().await;
+            if live.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let Some(this) = this.upgrade() else { return };
+            let id = live.sandbox.id().to_string();
+            let still_held = this.live(&id).is_some_and(|l| Arc::ptr_eq(&l, &live));
+            if !still_held {
+                return;
+            }
+            live.logs.system(match code {
+                Some(c) => format!("service exited with code {c}"),
+                None => "service ended".to_string(),
+            });
+            tracing::warn!(session = %id, ?code, "service exited; ending the session");
+            if let Err(e) = this.stop(&id, REASON_FAILED).await {
+                tracing::warn!(session = %id, "ending a session whose service exited failed: {e}");
+            }
+        });
+    }
+
+    /// Takes a session back after a restart: holds `sandbox` and restarts its service when its
+    /// ports no longer answer.
+    pub async fn adopt(self: &Arc<Self>, s: &Session, sandbox: Sandbox) -> Result<(), ApiError> {
+        let meta = Meta::of(s);
+        let logs = Arc::new(LogBuffer::new());
+        logs.system("daemon restarted: the session was taken back; earlier output is not available");
+        let live = Live::new(sandbox.clone(), logs);
+        if let Some(cmd) = &meta.command {
+            let ports = sandbox.ports();
+            let mut answering = !ports.is_empty();
+            for p in &ports {
+                answering &= serves(p.host_port).await;
+            }
+            if answering {
+                live.logs.system("the service is still running; its output after the restart is not captured");
+            } else {
+                let service = self.start_service(&live, cmd).await?;
+                *live.service.lock().unwrap_or_else(|p| p.into_inner()) = Some(service);
+            }
+            if meta.ports != ports {
+                let mut m = s.metadata.clone();
+                m["ports"] = serde_json::to_value(&ports).unwrap_or_default();
+                let change = SessionUpdate {
+                    metadata: Some(m),
+                    host_url: ports.first().map(|p| p.url.clone()),
+                    ..Default::default()
+                };
+                let id = s.id.clone();
+                self.db(move |st| st.update(&id, &change)).await?;
+            }
+        }
+        self.live_map().insert(s.id.clone(), live.clone());
+        self.watch_service(&live);
+        Ok(())
+    }
+
+    /// The config a session was created with, to reattach it.
+    pub fn config_of(s: &Session) -> Option<SandboxConfig> {
+        Meta::of(s).config
+    }
+
+    /// Stops a session for real (service stopped, engine resources removed) and marks it
+    /// terminated with `reason`. A terminated session is returned unchanged; `None` if unknown.
+    pub async fn stop(&self, id: &str, reason: &str) -> Result<Option<Session>, ApiError> {
+        let live = self.live_map().remove(id);
+        match &live {
+            Some(live) => {
+                live.stopping.store(true, Ordering::SeqCst);
+                if let Some(svc) = live.service() {
+                    svc.stop().await;
+                }
+                if let Err(e) = live.sandbox.close().await {
+                    tracing::warn!(session = id, "closing the sandbox failed ({e}); removing its container directly");
+                    self.remove_resource(id, Some(&live.sandbox.resource_id()), live.sandbox.backend()).await;
+                }
+            }
+            None => {
+                let key = id.to_string();
+                let Some(s) = self.db(move |st| st.get(&key)).await? else { return Ok(None) };
+                if s.status == Status::Terminated {
+                    return Ok(Some(s));
+                }
+                let kind = match s.provider {
+                    Provider::Docker => BackendKind::Docker,
+                    Provider::Local => BackendKind::Local,
+                    Provider::Dagger => BackendKind::Dagger,
+                };
+                self.remove_resource(id, s.container_id.as_deref(), kind).await;
+            }
+        }
+        let (key, why) = (id.to_string(), reason.to_string());
+        let row = self.db(move |st| st.terminate(&key, &why, Utc::now())).await?;
+        if let Some(live) = live {
+            live.logs.system(format!("session ended: {reason}"));
+            live.logs.end();
+            let mut ended = self.ended_logs.lock().unwrap_or_else(|p| p.into_inner());
+            if ended.len() == ENDED_LOGS_KEPT {
+                ended.pop_front();
+            }
+            ended.push_back((id.to_string(), live.logs.clone()));
+        }
+        tracing::info!(session = id, reason, "session ended");
+        Ok(row)
+    }
+
+    /// Removes the engine resource of a sandbox this daemon does not hold, when it is labelled
+    /// with this daemon's owner (a container) or lies in the local sandbox directory.
+    pub async fn remove_resource(&self, id: &str, resource: Option<&str>, kind: BackendKind) {
+        let Some(resource) = resource else { return };
+        match kind {
+            BackendKind::Docker => {
+                if let Some(docker) = &self.docker {
+                    crate::reconcile::remove_owned_container(docker, &self.owner, resource).await;
+                }
+            }
+            BackendKind::Local => {
+                let dir = std::path::Path::new(resource);
+                let parent = dagger_sandbox::engines::local_sandbox_parent();
+                if dir.starts_with(&parent) && dir != parent && dir.exists() {
+                    if let Err(e) = std::fs::remove_dir_all(dir) {
+                        tracing::warn!(session = id, "removing {} failed: {e}", dir.display());
+                    }
+                }
+            }
+            BackendKind::Dagger => {}
+        }
+    }
+
+    /// Runs a command through the API, recording it and its output in the session log.
+    pub async fn exec(&self, id: &str, req: ExecRequest) -> Result<ExecResult, ApiError> {
+        if req.command.trim().is_empty() {
+            return Err(bad("command must not be empty"));
+        }
+        let live = self.usable(id).await?;
+        self.touch(id).await;
+        let mut opts = ExecOptions::new();
+        for (k, v) in req.env {
+            opts = opts.env(k, v);
+        }
+        if let Some(c) = req.cwd {
+            opts = opts.cwd(c);
+        }
+        match req.timeout_ms {
+            Some(0) => return Err(bad("timeoutMs must be greater than 0")),
+            Some(ms) => opts = opts.timeout(Duration::from_millis(ms)),
+            None => {}
+        }
+        if let Some(s) = req.stdin {
+            opts = opts.stdin(s.into_bytes());
+        }
+        let (tx, mut rx) = mpsc::channel::<OutputChunk>(256);
+        let logs = live.logs.clone();
+        logs.system(format!("$ {}", req.command));
+        let pump = tokio::spawn(async move {
+            let mut split = LineSplitter::default();
+            while let Some(c) = rx.recv().await {
+                split.chunk(&logs, &c);
+            }
+            split.flush(&logs);
+        });
+        let r = live.sandbox.exec(&req.command, opts.output(tx)).await;
+        let _ = pump.await;
+        match &r {
+            Ok(res) => live.logs.system(format!("exit code {}", res.exit_code)),
+            Err(e) => live.logs.system(format!("failed: {} {e}", e.code())),
+        }
+        Ok(r?)
+    }
+
+    /// Reads a file of a session.
+    pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, ApiError> {
+        let live = self.usable(id).await?;
+        self.touch(id).await;
+        Ok(live.sandbox.read_file(path).await?)
+    }
+
+    /// Writes a file of a session.
+    pub async fn write_file(&self, id: &str, path: &str, data: &[u8], mode: u32) -> Result<(), ApiError> {
+        let live = self.usable(id).await?;
+        self.touch(id).await;
+        Ok(live.sandbox.write_file_with_mode(path, data, mode).await?)
+    }
+
+    /// Moves a session's expiry to `max(expires_at, now) + ttl_seconds`.
+    pub async fn extend(&self, id: &str, ttl_seconds: u64) -> Result<Session, ApiError> {
+        let by = ttl(ttl_seconds)?;
+        let s = self.get(id).await?;
+        if s.status == Status::Terminated {
+            return Err(ApiError::SessionEnded { id: id.into(), reason: s.ended_reason.unwrap_or_default() });
+        }
+        let change = SessionUpdate { expires_at: Some(s.expires_at.max(Utc::now()) + by), ..Default::default() };
+        let key = id.to_string();
+        self.db(move |st| st.update(&key, &change)).await?.ok_or_else(|| ApiError::no_session(id))
+    }
+
+    /// Stops every session that is not terminated; how many were stopped.
+    pub async fn stop_all(&self) -> Result<usize, ApiError> {
+        let ids: Vec<String> = self.list(false).await?.into_iter().map(|s| s.id).collect();
+        let results = futures_util::future::join_all(ids.iter().map(|id| self.stop(id, REASON_STOPPED))).await;
+        let mut n = 0;
+        for r in results {
+            if r?.is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Sessions by status, for `/metrics` and health.
+    pub async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, ApiError> {
+        self.db(|s| s.count_by_status()).await
+    }
+}
