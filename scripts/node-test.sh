@@ -28,6 +28,7 @@ git diff --exit-code -- binding.js binding.d.ts index.js index.d.ts \
   || { echo "the build changed committed generated files: rebuild and commit them" >&2; exit 1; }
 
 echo "== node tests"
+cargo build -p dagger-sandbox-cli --locked -q  # the daemon (debug) that __tests__/dashboard.test.mjs serves the dashboard from
 node --test __tests__/*.test.mjs
 
 echo "== npm pack consumer check"

@@ -22,4 +22,5 @@ echo "== python: bridge client (examples/python)"
 cargo build -p dagger-sandbox-bridge --locked -q
 python3 -m unittest discover -s examples/python -t examples/python -v
 echo "== node package"
+bash scripts/browser.sh  # headless Chromium for the dashboard test in node-test.sh
 bash scripts/node-test.sh

@@ -49,8 +49,16 @@ pub fn document() -> Value {
         "security": [{"bearer": []}],
         "paths": {
             "/": {"get": {
-                "summary": "Dashboard (placeholder page)", "security": [],
+                "summary": "Dashboard page (it reads the token from its own `?token=`)", "security": [],
                 "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}}
+            }},
+            "/assets/app.js": {"get": {
+                "summary": "Dashboard script", "security": [],
+                "responses": {"200": {"description": "JavaScript module", "content": {"text/javascript": {}}}}
+            }},
+            "/assets/style.css": {"get": {
+                "summary": "Dashboard style sheet", "security": [],
+                "responses": {"200": {"description": "CSS", "content": {"text/css": {}}}}
             }},
             "/openapi.json": {"get": {
                 "summary": "This document", "security": [],

@@ -41,6 +41,8 @@ fn table() -> Vec<(Method, &'static str, bool, Handler)> {
     use axum::routing::{delete, get, post, put};
     vec![
         (Method::GET, "/", false, get(pages::index)),
+        (Method::GET, "/assets/app.js", false, get(pages::app_js)),
+        (Method::GET, "/assets/style.css", false, get(pages::style_css)),
         (Method::GET, "/openapi.json", false, get(pages::openapi)),
         (Method::GET, "/metrics", false, get(pages::metrics)),
         (Method::GET, "/api/health", true, get(pages::health)),
