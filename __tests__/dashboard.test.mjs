@@ -7,12 +7,13 @@ import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, realpathSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { skipDocker, BUSYBOX } from './helpers.mjs'
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)))
-const BIN = join(root, 'target', 'debug', 'dagger-sandbox')
+// Where cargo put the debug daemon: CARGO_TARGET_DIR (relative to the checkout) or ./target.
+const BIN = join(resolve(root, process.env.CARGO_TARGET_DIR || 'target'), 'debug', 'dagger-sandbox')
 const CHROMIUM = '/usr/bin/chromium'
 const SCREENSHOT = join(root, 'docs', 'dashboard.png')
 const SERVICE = 'mkdir -p /www && echo hello-dashboard > /www/index.html && busybox httpd -f -v -p 8080 -h /www'
