@@ -20,12 +20,13 @@ from .types import NotificationCallback, PathLike
 
 
 def default_bridge_path() -> Path:
-    """``$DAGGER_SANDBOX_BRIDGE``, else ``<repo>/target/debug/dagger-sandbox-bridge``."""
+    """``$DAGGER_SANDBOX_BRIDGE``, else ``debug/dagger-sandbox-bridge`` under cargo's target
+    directory (``$CARGO_TARGET_DIR``, relative to the repo, or ``<repo>/target``)."""
     env = os.environ.get("DAGGER_SANDBOX_BRIDGE")
     if env:
         return Path(env)
     repo = Path(__file__).resolve().parents[3]
-    return repo / "target" / "debug" / "dagger-sandbox-bridge"
+    return repo / os.environ.get("CARGO_TARGET_DIR", "target") / "debug" / "dagger-sandbox-bridge"
 
 
 @dataclass
