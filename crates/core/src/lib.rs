@@ -49,6 +49,12 @@ pub mod engines {
     pub use crate::backend::docker::{docker_available, DockerInfo};
     pub use crate::backend::local::local_sandbox_parent;
 
+    /// Whether something really serves `port` on 127.0.0.1: connected, and not closed at once
+    /// (Docker's port proxy accepts before anything listens in the container).
+    pub async fn serves_on_loopback(port: u16) -> bool {
+        crate::service::accepts(port).await
+    }
+
     /// Whether `auto` would try a Dagger engine here, and if not why (a session in the env, or a
     /// CLI plus a container runtime to start an engine with). Local checks only: never connects.
     pub fn dagger_plausible() -> std::result::Result<(), String> {

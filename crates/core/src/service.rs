@@ -256,7 +256,7 @@ impl Sandbox {
 /// Whether something serves `port` on 127.0.0.1. A TCP connect alone proves nothing: Docker's
 /// userland proxy accepts on the host port even when nothing listens in the container, then
 /// closes at once. So a connection that is closed within a short grace period does not count.
-async fn accepts(port: u16) -> bool {
+pub(crate) async fn accepts(port: u16) -> bool {
     let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
     let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_millis(500), connect).await else {
         return false;

@@ -16,6 +16,7 @@ pub mod reconcile;
 pub mod sessions;
 pub mod state;
 pub mod templates;
+pub mod views;
 
 use std::fs::File;
 use std::net::SocketAddr;

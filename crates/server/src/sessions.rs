@@ -1,23 +1,24 @@
 //! The live session registry: the sandboxes this daemon holds (with their service and log), kept
 //! in step with the SQLite store, and the one place where sessions are created and stopped.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use dagger_sandbox::{
-    BackendChoice, BackendKind, ExecOptions, ExecResult, OutputChunk, PortMapping, Sandbox, SandboxConfig, Service,
+    BackendChoice, BackendKind, ExecOptions, ExecResult, OutputChunk, Sandbox, SandboxConfig, Service,
 };
 use dagger_sandbox_store::{ListFilter, Provider, Session, SessionUpdate, Status, Store};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::logs::{LineSplitter, LogBuffer};
 use crate::templates::{Templates, DEFAULT_WORKING_DIRECTORY};
+use crate::views::{empty_object, Meta};
+pub use crate::views::{CreateRequest, ExecRequest, ExecView, SessionView};
 
 /// Session lifetime when the create request names none.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -34,196 +35,6 @@ pub const REASON_EXPIRED: &str = "expired";
 pub const REASON_LOST: &str = "lost";
 /// `ended_reason` of a session whose service exited or never became ready.
 pub const REASON_FAILED: &str = "failed";
-
-/// The body of `POST /api/sandbox`; every field is optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateRequest {
-    /// A template name (`node`, `python`, or one from `templates.json`).
-    pub template: Option<String>,
-    /// The image; wins over the template's.
-    pub image: Option<String>,
-    /// `auto`, `docker`, `dagger` or `local`.
-    pub backend: Option<String>,
-    /// A project the session belongs to.
-    pub project_id: Option<String>,
-    /// A user the session belongs to.
-    pub user_id: Option<String>,
-    /// Lifetime in seconds (default 3600).
-    pub ttl_seconds: Option<u64>,
-    /// Container ports to forward to 127.0.0.1; needs `command`.
-    pub ports: Option<Vec<u16>>,
-    /// A command run as a service from the sandbox state.
-    pub command: Option<String>,
-    /// Environment for every exec and the service.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// The working directory (default: the template's, else `/app`).
-    pub working_directory: Option<String>,
-    /// Free-form data kept with the session (a JSON object).
-    pub metadata: Option<serde_json::Value>,
-}
-
-/// The body of `POST /api/sandbox/:id/exec`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExecRequest {
-    /// The command, run with `sh -c`.
-    pub command: String,
-    /// Variables for this call only.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Working directory for this call.
-    pub cwd: Option<String>,
-    /// Timeout for this call in milliseconds (default: the sandbox's, 600000).
-    pub timeout_ms: Option<u64>,
-    /// Text fed to standard input.
-    pub stdin: Option<String>,
-}
-
-/// The answer of an exec.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecView {
-    /// The command's exit code.
-    pub exit_code: i64,
-    /// Its standard output.
-    pub stdout: String,
-    /// Its standard error.
-    pub stderr: String,
-    /// Wall time in milliseconds.
-    pub duration_ms: u64,
-    /// Whether output was cut in the middle.
-    pub truncated: bool,
-}
-
-impl From<ExecResult> for ExecView {
-    fn from(r: ExecResult) -> Self {
-        ExecView {
-            exit_code: r.exit_code,
-            stdout: r.stdout,
-            stderr: r.stderr,
-            duration_ms: r.duration_ms,
-            truncated: r.truncated,
-        }
-    }
-}
-
-/// What the daemon keeps in a session's `metadata` column: what the API shows, and the config a
-/// restarted daemon needs to take the sandbox back.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Meta {
-    isolation: String,
-    image: Option<String>,
-    template: Option<String>,
-    command: Option<String>,
-    #[serde(default)]
-    ports: Vec<PortMapping>,
-    #[serde(default = "empty_object")]
-    user: serde_json::Value,
-    config: Option<SandboxConfig>,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(Default::default())
-}
-
-impl Meta {
-    fn of(s: &Session) -> Meta {
-        serde_json::from_value(s.metadata.clone()).unwrap_or_else(|e| {
-            tracing::warn!(session = %s.id, "unreadable session metadata: {e}");
-            Meta {
-                isolation: "unknown".into(),
-                image: None,
-                template: None,
-                command: None,
-                ports: vec![],
-                user: empty_object(),
-                config: None,
-            }
-        })
-    }
-}
-
-/// A session as the API shows it (docs/rest-api.md, "The session object").
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionView {
-    /// The session id, also the sandbox id.
-    pub id: String,
-    /// `active`, `paused` or `terminated`.
-    pub status: String,
-    /// The engine it runs on.
-    pub backend: String,
-    /// `container` or `process`.
-    pub isolation: String,
-    /// The image, or `null` on the local backend.
-    pub image: Option<String>,
-    /// The template it was made from.
-    pub template: Option<String>,
-    /// Its project.
-    pub project_id: Option<String>,
-    /// Its user.
-    pub user_id: Option<String>,
-    /// The container id (or host directory on the local backend).
-    pub container_id: Option<String>,
-    /// The working directory.
-    pub working_directory: String,
-    /// The service command.
-    pub command: Option<String>,
-    /// Forwarded ports.
-    pub ports: Vec<PortMapping>,
-    /// The URL of the first port.
-    pub host_url: Option<String>,
-    /// The caller's metadata.
-    pub metadata: serde_json::Value,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When it was last used.
-    pub last_active_at: DateTime<Utc>,
-    /// When the reaper ends it.
-    pub expires_at: DateTime<Utc>,
-    /// Why it ended.
-    pub ended_reason: Option<String>,
-}
-
-impl From<&Session> for SessionView {
-    fn from(s: &Session) -> Self {
-        let meta = Meta::of(s);
-        SessionView {
-            id: s.id.clone(),
-            status: s.status.as_str().to_string(),
-            backend: s.provider.as_str().to_string(),
-            isolation: meta.isolation,
-            image: meta.image,
-            template: meta.template,
-            project_id: s.project_id.clone(),
-            user_id: s.user_id.clone(),
-            container_id: s.container_id.clone(),
-            working_directory: s.working_directory.clone(),
-            command: meta.command,
-            ports: meta.ports,
-            host_url: s.host_url.clone(),
-            metadata: meta.user,
-            created_at: s.created_at,
-            last_active_at: s.last_active_at,
-            expires_at: s.expires_at,
-            ended_reason: s.ended_reason.clone(),
-        }
-    }
-}
-
-/// Whether something serves `port` on 127.0.0.1. Docker's port proxy accepts a connection even
-/// when nothing listens in the container and then closes it at once, so a connection that stays
-/// open (or speaks) for a moment is what counts.
-async fn serves(port: u16) -> bool {
-    use tokio::io::AsyncReadExt;
-    let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
-    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await else { return false };
-    let mut byte = [0u8; 1];
-    matches!(tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte)).await, Err(_) | Ok(Ok(1..)))
-}
 
 /// A sandbox this daemon holds.
 pub struct Live {
@@ -575,7 +386,7 @@ impl Sessions {
             let ports = sandbox.ports();
             let mut answering = !ports.is_empty();
             for p in &ports {
-                answering &= serves(p.host_port).await;
+                answering &= dagger_sandbox::engines::serves_on_loopback(p.host_port).await;
             }
             if answering {
                 live.logs.system("the service is still running; its output after the restart is not captured");
