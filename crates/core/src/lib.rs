@@ -30,6 +30,7 @@ mod paths;
 mod sandbox;
 mod service;
 mod tarball;
+mod transfer;
 
 pub use backend::{BackendKind, DirEntry, EntryKind, Isolation, PortMapping};
 pub use cleanup::{cleanup_orphans, CleanupReport, DAEMON_OWNER_PREFIX, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
@@ -40,9 +41,10 @@ pub use config::{
 pub use error::{Error, ErrorCode, Result};
 pub use exec::{ExecOptions, ExecResult, OutputChunk, OutputStream};
 pub use paths::SandboxPath;
-pub use sandbox::{ExecStream, FileWrite, RefreshOptions, Sandbox, DEFAULT_FILE_MODE};
+pub use sandbox::{ExecStream, Sandbox};
 pub use service::{ServeOptions, Service, DEFAULT_READY_TIMEOUT};
 pub use tokio_util::sync::CancellationToken;
+pub use transfer::{FileWrite, RefreshOptions, DEFAULT_FILE_MODE};
 
 /// Backend-specific facts for tests, tools and the daemon.
 pub mod engines {
