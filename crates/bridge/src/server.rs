@@ -108,12 +108,18 @@ impl Server {
                             "detail": format!("Docker {} (API {})", v.version, v.api_version)}),
             Err(why) => json!({"name": "docker", "available": false, "isolation": "container", "detail": why}),
         };
+        // Local checks only (a session in the env, or a CLI plus a runtime): `initialize` never
+        // waits on an engine connect.
+        let dagger = match dagger_sandbox::engines::dagger_plausible() {
+            Ok(()) => json!({"name": "dagger", "available": true, "isolation": "container",
+                             "detail": "an engine is in sight (session, or CLI plus a container runtime); not connected yet"}),
+            Err(why) => json!({"name": "dagger", "available": false, "isolation": "container", "detail": why}),
+        };
         let result = json!({
             "protocolVersion": version,
             "serverInfo": {"name": "dagger-sandbox-bridge", "version": env!("CARGO_PKG_VERSION")},
             "backends": [
-                {"name": "dagger", "available": false, "isolation": "container",
-                 "detail": "the dagger backend is not part of this build yet"},
+                dagger,
                 docker,
                 {"name": "local", "available": true, "isolation": "process",
                  "detail": "host processes in a private directory"},
