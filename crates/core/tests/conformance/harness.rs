@@ -41,6 +41,12 @@ impl Harness {
         self.kind != BackendKind::Local
     }
 
+    /// Whether output arrives as it is written. On Dagger an exec is one query whose output comes
+    /// with its result (docs/DAGGER.md, differences): chunks arrive in order, but at the end.
+    pub fn streams_output(&self) -> bool {
+        self.kind != BackendKind::Dagger
+    }
+
     pub async fn create(&self) -> Sandbox {
         self.create_with(self.config()).await
     }

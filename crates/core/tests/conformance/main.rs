@@ -29,6 +29,7 @@ fn main() {
             Scope::Local => kind == BackendKind::Local,
             Scope::Docker => kind == BackendKind::Docker,
             Scope::Live => kind != BackendKind::Dagger,
+            Scope::Dagger => kind == BackendKind::Dagger,
         };
         let cases: Vec<_> = CASES.iter().filter(|c| applies(c.scope)).collect();
         let count = Arc::new(AtomicUsize::new(0));

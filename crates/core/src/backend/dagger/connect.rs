@@ -1,6 +1,6 @@
-//! Finding and holding a Dagger engine: bounded detection (an existing session, a CLI, the SDK's
-//! own provisioning) and one session per process, shared by every dagger sandbox and closed with
-//! the last of them.
+//! Holding a Dagger engine: connecting to what detection found (an existing session, a CLI of the
+//! SDK's line, the SDK's own provisioning), bounded and version-checked, and one session per
+//! process, shared by every dagger sandbox and closed with the last of them.
 //!
 //! The SDK's `connect` hands the connection to a closure and has no timeout of its own; a stuck CLI
 //! makes it hang forever, a failing `_EXPERIMENTAL_DAGGER_CLI_BIN` is silently replaced by a
@@ -18,194 +18,22 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use dagger_sdk::core::connect_params::ConnectParams;
-use dagger_sdk::core::graphql_client::DefaultGraphQLClient;
-use dagger_sdk::{Config, Query, Selection};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use dagger_sdk::{Query, Selection};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::oneshot;
 
-/// The CLI (and engine) version this SDK speaks; the SDK downloads exactly this one.
-pub(crate) const CLI_VERSION: &str = dagger_sdk::core::DAGGER_ENGINE_VERSION;
+use super::client::SessionClient;
+use super::detect::Source;
+use super::version::{cli_version, judge, Compat, SDK_VERSION};
+
+/// Longest CLI stderr line kept whole; longer ones (a progress bar, binary junk) are cut.
+const STDERR_LINE_MAX: usize = 4096;
 
 /// How long a CLI gets to exit after its stdin closes before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Lines of CLI stderr kept for error messages.
 const STDERR_LINES: usize = 12;
-
-/// Where a CLI binary was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CliOrigin {
-    /// `_EXPERIMENTAL_DAGGER_CLI_BIN`.
-    EnvVar,
-    /// `dagger` on `PATH`.
-    Path,
-    /// The SDK's cache (`$XDG_CACHE_HOME/dagger/dagger-<version>`), from an earlier download.
-    Cache,
-}
-
-impl CliOrigin {
-    fn describe(self) -> &'static str {
-        match self {
-            CliOrigin::EnvVar => "_EXPERIMENTAL_DAGGER_CLI_BIN",
-            CliOrigin::Path => "dagger on PATH",
-            CliOrigin::Cache => "cached SDK CLI",
-        }
-    }
-}
-
-/// One way to reach an engine, in the order they are tried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Source {
-    /// An existing session (inside `dagger run`, or a nested exec).
-    Session {
-        /// `DAGGER_SESSION_PORT`.
-        port: u16,
-        /// `DAGGER_SESSION_TOKEN`.
-        token: String,
-    },
-    /// A CLI to run `dagger session` with.
-    Cli {
-        /// The binary.
-        path: PathBuf,
-        /// Where it was found.
-        origin: CliOrigin,
-    },
-    /// The SDK downloads the CLI from dl.dagger.io (needs network), then runs it.
-    Provision,
-}
-
-/// The facts of the host that detection looks at, gathered once so detection itself is pure.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct HostEnv {
-    /// `DAGGER_SESSION_PORT`.
-    pub session_port: Option<String>,
-    /// `DAGGER_SESSION_TOKEN`.
-    pub session_token: Option<String>,
-    /// `_EXPERIMENTAL_DAGGER_CLI_BIN`.
-    pub cli_bin: Option<PathBuf>,
-    /// `_EXPERIMENTAL_DAGGER_RUNNER_HOST`.
-    pub runner_host: Option<String>,
-    /// The directories of `PATH`.
-    pub path_dirs: Vec<PathBuf>,
-    /// The SDK's cache directory for CLIs (`<cache>/dagger`), when one can be named.
-    pub cache_dir: Option<PathBuf>,
-}
-
-impl HostEnv {
-    /// The current process's environment.
-    pub fn current() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        HostEnv {
-            session_port: var("DAGGER_SESSION_PORT"),
-            session_token: var("DAGGER_SESSION_TOKEN"),
-            cli_bin: var("_EXPERIMENTAL_DAGGER_CLI_BIN").map(PathBuf::from),
-            runner_host: var("_EXPERIMENTAL_DAGGER_RUNNER_HOST"),
-            path_dirs: std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default(),
-            cache_dir: sdk_cache_dir(),
-        }
-    }
-
-    /// The first executable called `name` in `PATH`.
-    pub fn which(&self, name: &str) -> Option<PathBuf> {
-        self.path_dirs.iter().map(|d| d.join(name)).find(|p| is_executable(p))
-    }
-
-    /// Where the SDK keeps (or would download) the CLI of [`CLI_VERSION`].
-    pub fn cached_cli(&self) -> Option<PathBuf> {
-        self.cache_dir.as_ref().map(|d| d.join(format!("dagger-{CLI_VERSION}")))
-    }
-}
-
-/// The SDK's cache directory (its `Downloader::cache_dir`, without creating it): `$XDG_CACHE_HOME`
-/// or the platform cache directory, then `dagger`.
-fn sdk_cache_dir() -> Option<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
-        return Some(PathBuf::from(x).join("dagger"));
-    }
-    let home = PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?);
-    let base = if cfg!(target_os = "macos") { home.join("Library/Caches") } else { home.join(".cache") };
-    Some(base.join("dagger"))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-}
-
-/// What detection found: the sources to try, in order, and what it looked at and did not find.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Detection {
-    /// Sources to try, in order.
-    pub sources: Vec<Source>,
-    /// Every place looked at that gave nothing, for the `ENGINE_UNAVAILABLE` message.
-    pub missing: Vec<String>,
-    /// The container runtime a CLI could provision an engine with, if any.
-    pub runner: Option<String>,
-}
-
-/// Container runtimes the Dagger CLI can start an engine with.
-const RUNNERS: &[&str] = &["docker", "podman", "nerdctl", "finch"];
-
-/// Finds every way to an engine: the session env first, then CLIs (`_EXPERIMENTAL_DAGGER_CLI_BIN`,
-/// `PATH`, the SDK cache), then, with `allow_provision`, the SDK's download.
-pub(crate) fn detect(env: &HostEnv, allow_provision: bool) -> Detection {
-    let mut d = Detection::default();
-    match (&env.session_port, &env.session_token) {
-        (Some(port), Some(token)) => match port.trim().parse::<u16>() {
-            Ok(port) if port > 0 => d.sources.push(Source::Session { port, token: token.clone() }),
-            _ => d.missing.push(format!("DAGGER_SESSION_PORT={port:?} is not a port number")),
-        },
-        (Some(_), None) => d.missing.push("DAGGER_SESSION_PORT is set but DAGGER_SESSION_TOKEN is not".into()),
-        (None, Some(_)) => d.missing.push("DAGGER_SESSION_TOKEN is set but DAGGER_SESSION_PORT is not".into()),
-        (None, None) => d.missing.push("no session (DAGGER_SESSION_PORT/DAGGER_SESSION_TOKEN unset)".into()),
-    }
-    let push_cli = |d: &mut Detection, path: PathBuf, origin: CliOrigin| {
-        let dup = d.sources.iter().any(|s| matches!(s, Source::Cli { path: p, .. } if *p == path));
-        if !dup {
-            d.sources.push(Source::Cli { path, origin });
-        }
-    };
-    match &env.cli_bin {
-        Some(p) if is_executable(p) => push_cli(&mut d, p.clone(), CliOrigin::EnvVar),
-        Some(p) => d.missing.push(format!("_EXPERIMENTAL_DAGGER_CLI_BIN={} is not an executable file", p.display())),
-        None => d.missing.push("_EXPERIMENTAL_DAGGER_CLI_BIN unset".into()),
-    }
-    match env.which("dagger") {
-        Some(p) => push_cli(&mut d, p, CliOrigin::Path),
-        None => d.missing.push("no dagger on PATH".into()),
-    }
-    match env.cached_cli() {
-        Some(p) if is_executable(&p) => push_cli(&mut d, p, CliOrigin::Cache),
-        Some(p) => d.missing.push(format!("no cached CLI at {}", p.display())),
-        None => d.missing.push("no cache directory for a downloaded CLI (HOME unset)".into()),
-    }
-    d.runner = match &env.runner_host {
-        Some(h) => Some(format!("_EXPERIMENTAL_DAGGER_RUNNER_HOST={h}")),
-        None => RUNNERS.iter().find_map(|r| env.which(r).map(|p| p.display().to_string())),
-    };
-    if allow_provision {
-        d.sources.push(Source::Provision);
-    }
-    d
-}
-
-/// Whether `auto` should try Dagger at all: a session is there, or a CLI is there together with a
-/// container runtime (or runner host) to start an engine with. A download is never worth waiting
-/// for in `auto`. The error says why not.
-pub(crate) fn plausible(d: &Detection) -> Result<(), String> {
-    let session = d.sources.iter().any(|s| matches!(s, Source::Session { .. }));
-    let cli = d.sources.iter().any(|s| matches!(s, Source::Cli { .. }));
-    if session || (cli && d.runner.is_some()) {
-        return Ok(());
-    }
-    if cli {
-        return Err(format!(
-            "a dagger CLI is installed but no container runtime ({}) is on PATH to start an engine with",
-            RUNNERS.join("/")
-        ));
-    }
-    Err(d.missing.join("; "))
-}
 
 /// A live connection to an engine, shared by every dagger sandbox of the process.
 pub(crate) struct Session {
@@ -232,13 +60,32 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn query_root(params: &ConnectParams) -> Query {
-    // Config's builder cannot fail (every field has a default); Default is the same thing.
-    let cfg = Config::default();
-    Query {
-        proc: None,
-        selection: Selection::default(),
-        graphql_client: Arc::new(DefaultGraphQLClient::new(params, &cfg)),
+/// The query root of the session at `params`, over the proxy-free pooled client.
+fn query_root(params: &ConnectParams) -> Result<Query, String> {
+    let port = u16::try_from(params.port).map_err(|_| format!("the session port {} is not a port", params.port))?;
+    let client = SessionClient::new(port, &params.session_token)?;
+    Ok(Query { proc: None, selection: Selection::default(), graphql_client: client.into_dyn() })
+}
+
+/// Drains a CLI's stderr as bytes (a line reader would stop at the first non-UTF-8 byte and leave
+/// the CLI blocked on a full pipe), logging each line and keeping the last few for messages.
+pub(crate) async fn drain_stderr(stderr: impl AsyncRead + Unpin, tail: Arc<Mutex<VecDeque<String>>>) {
+    let mut r = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let end = buf.len().min(STDERR_LINE_MAX);
+        let line = String::from_utf8_lossy(&buf[..end]).trim_end().to_string();
+        tracing::debug!(target: "dagger_sandbox::dagger_cli", "{line}");
+        let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+        if t.len() == STDERR_LINES {
+            t.pop_front();
+        }
+        t.push_back(line);
     }
 }
 
@@ -296,7 +143,7 @@ async fn start_cli(cli: &Path, left: Duration) -> Result<Session, String> {
         Ok(Err(_)) => Err(format!("`{} session` stopped before connecting{}", cli.display(), tail())),
         Ok(Ok(Err(why))) => Err(format!("{why}{}", tail())),
         Ok(Ok(Ok(params))) => Ok(Session {
-            conn: query_root(&params),
+            conn: query_root(&params)?,
             describe: format!("`{} session` on 127.0.0.1:{}", cli.display(), params.port),
             dead,
             _stop: Some(stop_tx),
@@ -312,7 +159,7 @@ async fn run_cli(
     mut stop_rx: oneshot::Receiver<()>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
 ) {
-    let sdk_version = CLI_VERSION.trim_start_matches('v');
+    let sdk_version = SDK_VERSION.trim_start_matches('v');
     let spawned = tokio::process::Command::new(&cli)
         .arg("session")
         .args(["--label", "dagger.io/sdk.name:rust", "--label"])
@@ -334,32 +181,34 @@ async fn run_cli(
         return;
     };
     let stdin = child.stdin.take();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::debug!(target: "dagger_sandbox::dagger_cli", "{line}");
-            let mut t = stderr_tail.lock().unwrap_or_else(|p| p.into_inner());
-            if t.len() == STDERR_LINES {
-                t.pop_front();
-            }
-            t.push_back(line);
-        }
-    });
+    tokio::spawn(drain_stderr(stderr, stderr_tail));
     let mut params_tx = Some(params_tx);
-    let mut out = BufReader::new(stdout).lines();
+    // Bytes, not a line reader: one non-UTF-8 byte must not stop the drain. `read_until` appends to
+    // `line` across select iterations, so a line interrupted by another branch is not lost.
+    let mut out = BufReader::new(stdout);
+    let mut line = Vec::new();
     let mut out_open = true;
     loop {
         tokio::select! {
             _ = &mut stop_rx => break,
-            line = out.next_line(), if out_open => match line {
-                Ok(Some(line)) => match serde_json::from_str::<ConnectParams>(&line) {
-                    Ok(p) if params_tx.is_some() => {
-                        if let Some(tx) = params_tx.take() {
-                            let _ = tx.send(Ok(p));
+            n = out.read_until(b'\n', &mut line), if out_open => match n {
+                Ok(n) if n > 0 && line.ends_with(b"\n") => {
+                    match serde_json::from_slice::<ConnectParams>(&line) {
+                        Ok(p) if params_tx.is_some() => {
+                            if let Some(tx) = params_tx.take() {
+                                let _ = tx.send(Ok(p));
+                            }
                         }
+                        _ => tracing::debug!(target: "dagger_sandbox::dagger_cli", "{}", String::from_utf8_lossy(&line)),
                     }
-                    _ => tracing::debug!(target: "dagger_sandbox::dagger_cli", "{line}"),
-                },
+                    line.clear();
+                }
+                // A line without its end yet: keep reading, but never hold an endless one.
+                Ok(n) if n > 0 => {
+                    if line.len() > STDERR_LINE_MAX * 16 {
+                        line.clear();
+                    }
+                }
                 _ => out_open = false,
             },
             status = child.wait() => {
@@ -389,11 +238,11 @@ async fn run_cli(
     }
 }
 
-/// The SDK's own provisioning: download the CLI of [`CLI_VERSION`] into its cache (checksum checked).
+/// The SDK's own provisioning: download the CLI of [`SDK_VERSION`] into its cache (checksum checked).
 async fn provision(left: Duration) -> Result<PathBuf, String> {
     let task =
         tokio::spawn(
-            async move { dagger_sdk::core::downloader::Downloader::new(CLI_VERSION.to_string()).get_cli().await },
+            async move { dagger_sdk::core::downloader::Downloader::new(SDK_VERSION.to_string()).get_cli().await },
         );
     match tokio::time::timeout(left, task).await {
         Err(_) => Err(format!("no download within {} ms (is dl.dagger.io reachable?)", left.as_millis())),
@@ -422,8 +271,14 @@ pub(crate) async fn connect(sources: &[Source], bound: Duration) -> Result<Sessi
         match source {
             Source::Session { port, token } => {
                 let params = ConnectParams::new(u64::from(*port), token);
-                let conn = query_root(&params);
-                match probe(&conn, l).await {
+                let conn = match query_root(&params) {
+                    Ok(c) => c,
+                    Err(why) => {
+                        tried.push(why);
+                        continue;
+                    }
+                };
+                match probe(&conn, l).await.and_then(|v| engine_ok(v, "the engine of DAGGER_SESSION_PORT")) {
                     Ok(v) => {
                         return Ok(Session {
                             conn,
@@ -458,17 +313,46 @@ pub(crate) async fn connect(sources: &[Source], bound: Duration) -> Result<Sessi
                         }
                     }
                 }
-                Err(why) => tried.push(format!("SDK download of CLI {CLI_VERSION}: {why}")),
+                Err(why) => tried.push(format!("SDK download of CLI {SDK_VERSION}: {why}")),
             },
         }
     }
     Err(tried)
 }
 
+/// `Ok(version)` when an engine of `version` can be used; the refusal otherwise.
+fn engine_ok(version: String, what: &str) -> Result<String, String> {
+    match judge(what, &version) {
+        Compat::Verified => Ok(version),
+        Compat::SameLine => {
+            tracing::info!(engine = %version, verified = super::version::VERIFIED, "dagger engine of the SDK's line, not the verified release");
+            Ok(version)
+        }
+        Compat::Refused(why) => Err(why),
+    }
+}
+
+/// A CLI's version, checked before it is started: one of another line would connect, then fail on
+/// the first query with a schema error that names neither version.
+async fn cli_ok(path: &Path) -> Result<String, String> {
+    let v = cli_version(path).await?;
+    match judge(&format!("the CLI {}", path.display()), &v) {
+        Compat::Refused(why) => Err(why),
+        _ => Ok(v),
+    }
+}
+
 async fn try_cli(path: &Path, left: Duration, tried: &mut Vec<String>) -> Option<Session> {
     let started = Instant::now();
-    match start_cli(path, left).await {
-        Ok(s) => match probe(&s.conn, left.saturating_sub(started.elapsed())).await {
+    if let Err(why) = cli_ok(path).await {
+        tried.push(why);
+        return None;
+    }
+    match start_cli(path, left.saturating_sub(started.elapsed())).await {
+        Ok(s) => match probe(&s.conn, left.saturating_sub(started.elapsed()))
+            .await
+            .and_then(|v| engine_ok(v, "the engine this CLI reached"))
+        {
             Ok(v) => Some(Session { describe: format!("{} (engine {v})", s.describe), ..s }),
             Err(why) => {
                 tried.push(why);
@@ -506,6 +390,7 @@ pub(crate) async fn shared(sources: &[Source], bound: Duration) -> Result<Arc<Se
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::dagger::detect::CliOrigin;
     use std::os::unix::fs::PermissionsExt;
 
     fn exe(dir: &Path, name: &str, script: &str) -> PathBuf {
@@ -515,94 +400,19 @@ mod tests {
         p
     }
 
-    fn empty_env(tmp: &Path) -> HostEnv {
-        HostEnv { path_dirs: vec![tmp.join("bin")], cache_dir: Some(tmp.join("cache/dagger")), ..Default::default() }
-    }
-
-    #[test]
-    fn detection_order_is_session_then_env_cli_then_path_then_cache_then_download() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tmp.path().join("bin")).unwrap();
-        std::fs::create_dir_all(tmp.path().join("cache/dagger")).unwrap();
-        let on_path = exe(&tmp.path().join("bin"), "dagger", "#!/bin/sh\n");
-        let custom = exe(tmp.path(), "my-dagger", "#!/bin/sh\n");
-        let cached = exe(&tmp.path().join("cache/dagger"), &format!("dagger-{CLI_VERSION}"), "#!/bin/sh\n");
-        let env = HostEnv {
-            session_port: Some("4711".into()),
-            session_token: Some("tok".into()),
-            cli_bin: Some(custom.clone()),
-            ..empty_env(tmp.path())
-        };
-        let d = detect(&env, true);
-        assert_eq!(
-            d.sources,
-            [
-                Source::Session { port: 4711, token: "tok".into() },
-                Source::Cli { path: custom, origin: CliOrigin::EnvVar },
-                Source::Cli { path: on_path, origin: CliOrigin::Path },
-                Source::Cli { path: cached, origin: CliOrigin::Cache },
-                Source::Provision,
-            ]
-        );
-        assert!(detect(&env, false).sources.iter().all(|s| *s != Source::Provision));
-    }
-
-    #[test]
-    fn nothing_found_lists_every_place_looked_and_auto_says_no() {
-        let tmp = tempfile::tempdir().unwrap();
-        let d = detect(&empty_env(tmp.path()), false);
-        assert!(d.sources.is_empty());
-        let why = plausible(&d).unwrap_err();
-        for needle in ["DAGGER_SESSION_PORT", "_EXPERIMENTAL_DAGGER_CLI_BIN", "PATH", "cached CLI"] {
-            assert!(why.contains(needle), "{needle} missing from {why:?}");
-        }
-    }
-
-    #[test]
-    fn auto_wants_a_session_or_a_cli_with_a_runtime() {
-        let tmp = tempfile::tempdir().unwrap();
-        let bin = tmp.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        exe(&bin, "dagger", "#!/bin/sh\n");
-        let env = empty_env(tmp.path());
-        let why = plausible(&detect(&env, false)).unwrap_err();
-        assert!(why.contains("no container runtime"), "{why}");
-        exe(&bin, "podman", "#!/bin/sh\n");
-        assert!(plausible(&detect(&env, false)).is_ok());
-        let runner = HostEnv { runner_host: Some("tcp://10.0.0.1:1234".into()), ..empty_env(tmp.path()) };
-        std::fs::remove_file(bin.join("podman")).unwrap();
-        assert!(plausible(&detect(&runner, false)).is_ok());
-        let session = HostEnv { session_port: Some("1".into()), session_token: Some("t".into()), ..Default::default() };
-        assert!(plausible(&detect(&session, false)).is_ok());
-    }
-
-    #[test]
-    fn bad_session_env_and_non_executable_cli_are_reported_not_used() {
-        let tmp = tempfile::tempdir().unwrap();
-        let not_exe = tmp.path().join("dagger-file");
-        std::fs::write(&not_exe, "x").unwrap();
-        let env = HostEnv {
-            session_port: Some("not-a-port".into()),
-            session_token: Some("t".into()),
-            cli_bin: Some(not_exe),
-            ..empty_env(tmp.path())
-        };
-        let d = detect(&env, false);
-        assert!(d.sources.is_empty(), "{:?}", d.sources);
-        let text = d.missing.join("; ");
-        assert!(text.contains("not a port number") && text.contains("not an executable file"), "{text}");
-        let half = HostEnv { session_port: Some("80".into()), ..empty_env(tmp.path()) };
-        assert!(detect(&half, false).missing[0].contains("DAGGER_SESSION_TOKEN is not"));
-    }
+    /// The line a fake CLI prints for `version`, as the real 0.21.8 CLI does.
+    const VERSION_OK: &str =
+        "[ \"$1\" = version ] && { echo 'dagger v0.21.8 (docker-container://e) linux/amd64'; exit 0; }\n";
 
     #[tokio::test]
     async fn a_cli_that_never_connects_is_cut_off_by_the_bound_and_killed() {
         let tmp = tempfile::tempdir().unwrap();
         let pidfile = tmp.path().join("pid");
-        let script = format!("#!/bin/sh\necho $$ > {}\necho provisioning >&2\nexec sleep 300\n", pidfile.display());
+        let script =
+            format!("#!/bin/sh\n{VERSION_OK}echo $$ > {}\necho provisioning >&2\nexec sleep 300\n", pidfile.display());
         let cli = exe(tmp.path(), "hang-dagger", &script);
         let started = Instant::now();
-        let err = connect(&[Source::Cli { path: cli, origin: CliOrigin::EnvVar }], Duration::from_millis(700))
+        let err = connect(&[Source::Cli { path: cli, origin: CliOrigin::EnvVar }], Duration::from_millis(1500))
             .await
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(10), "the bound did not hold");
@@ -626,7 +436,11 @@ mod tests {
     #[tokio::test]
     async fn a_cli_that_exits_early_says_so_with_its_output() {
         let tmp = tempfile::tempdir().unwrap();
-        let cli = exe(tmp.path(), "bad-dagger", "#!/bin/sh\necho 'Error: cannot reach docker' >&2\nexit 1\n");
+        let cli = exe(
+            tmp.path(),
+            "bad-dagger",
+            &format!("#!/bin/sh\n{VERSION_OK}echo 'Error: cannot reach docker' >&2\nexit 1\n"),
+        );
         let err = connect(&[Source::Cli { path: cli.clone(), origin: CliOrigin::Path }], Duration::from_secs(20))
             .await
             .unwrap_err()
@@ -643,5 +457,37 @@ mod tests {
             .unwrap_err()
             .join("; ");
         assert!(err.contains("DAGGER_SESSION_PORT=1") && err.contains("version query failed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_cli_of_another_line_is_refused_before_it_is_started() {
+        let tmp = tempfile::tempdir().unwrap();
+        let started = tmp.path().join("started");
+        let script = format!(
+            "#!/bin/sh\n[ \"$1\" = version ] && {{ echo 'dagger v0.19.2 (image://x) linux/amd64'; exit 0; }}\ntouch {}\nexec sleep 300\n",
+            started.display()
+        );
+        let old = exe(tmp.path(), "dagger", &script);
+        let err = connect(&[Source::Cli { path: old.clone(), origin: CliOrigin::Path }], Duration::from_secs(20))
+            .await
+            .unwrap_err()
+            .join("; ");
+        assert!(err.contains("0.19.2") && err.contains("0.21.8") && err.contains("older"), "{err}");
+        assert!(err.contains("dagger on PATH"), "{err}");
+        assert!(!started.exists(), "a CLI of another line must not be started");
+    }
+
+    #[tokio::test]
+    async fn cli_stderr_is_drained_as_bytes_past_invalid_utf8() {
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let mut input = b"starting\n\xff\xfe not utf-8 \x80\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 1 << 20));
+        input.extend(b"\nlast line\n");
+        drain_stderr(&input[..], tail.clone()).await;
+        let t: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
+        assert_eq!(t.len(), 4, "{t:?}");
+        assert!(t[1].contains("not utf-8"), "{t:?}");
+        assert!(t[2].len() <= STDERR_LINE_MAX, "a huge line is cut");
+        assert_eq!(t[3], "last line");
     }
 }

@@ -52,6 +52,19 @@ pub(crate) fn query_error(sandbox: &str, op: &str, e: &DaggerError) -> Error {
     Error::engine(sandbox, op, describe(e))
 }
 
+/// An engine call that did not answer within its deadline; it was abandoned (and so cancelled).
+pub(crate) fn deadline_error(sandbox: &str, op: &str, deadline: std::time::Duration) -> Error {
+    Error::engine(
+        sandbox,
+        op,
+        format!(
+            "the Dagger engine did not answer within {} ms (the sandbox's timeoutMs bounds every engine call); the \
+             call was cancelled. The engine may be stalled or still pulling an image",
+            deadline.as_millis()
+        ),
+    )
+}
+
 /// A task running SDK calls that did not finish: the SDK panicked (it unwraps in a few places).
 pub(crate) fn join_error(sandbox: &str, op: &str, e: tokio::task::JoinError) -> Error {
     if e.is_cancelled() {

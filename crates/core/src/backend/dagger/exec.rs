@@ -35,21 +35,42 @@ const NO_CWD_MARKER: &str = "__DAGGER_SANDBOX_NO_CWD__";
 const PRELUDE: &str = "cd -- \"$0\" 2>/dev/null || { printf %s __DAGGER_SANDBOX_NO_CWD__ >&2; exit 212; }; \
     exec sh -c \"$1\"";
 
-/// Runs `timeout` as a child of a shell, so the exec's own process exits normally with the code
-/// even when `timeout` kills the command (a signal-killed exec can come back as an engine error).
-const TIMEOUT_WRAPPER: &str = "timeout -s KILL \"$0\" \"$@\"; exit $?";
+/// Where [`STATUS_WRAPPER`] leaves the command's real exit status; removed from the state after
+/// each exec.
+pub(super) const STATUS_FILE: &str = "/tmp/.dagger-sandbox-exit";
 
-/// How much earlier than the caller's deadline the engine stops the command: enough for the result
-/// to travel back before the deadline, so the partial output can be returned.
+/// Runs the command (`"$@"`), writes its real exit status to the file `$0` and exits 0. Even with
+/// `expect: ANY` the engine accepts only 0-127 and 192-255: a command that exits 128-191 (death by
+/// signal: 137 for a kill or an OOM, 139 for a segfault, `exit 130`) would come back as an engine
+/// error, its file changes dropped and its output trimmed to the last 100 KiB. When the file cannot
+/// be written (no writable /tmp), the status is passed on as the exit code, as before.
+///
+/// A shell reports a job killed by a signal ("Killed") on its own stderr, which is the command's
+/// too; that line is not the command's output. So the command runs as a background job whose
+/// `wait` has its stderr discarded (busybox and dash report it there), with stdin handed over
+/// explicitly through fd 3 (an asynchronous list would otherwise read /dev/null).
+const STATUS_WRAPPER: &str =
+    "exec 3<&0; \"$@\" <&3 3<&- & wait $! 2>/dev/null; s=$?; { printf '%s' \"$s\" > \"$0\"; } 2>/dev/null && exit 0; exit $s";
+
+/// The status [`STATUS_WRAPPER`] wrote, if it is one.
+pub(super) fn parse_status(text: &str) -> Option<i64> {
+    let t = text.trim();
+    (!t.is_empty() && t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok()).flatten()
+}
+
+/// When the engine stops the command: a little before the caller's deadline, so the result (with
+/// the partial output and the files) can travel back in time. A `timeout` that only counts whole
+/// seconds (busybox) gets the limit rounded up instead, at least 1 s: the caller's deadline then
+/// comes first, and its kill waits for the engine's result (see [`kill_wait`]).
 pub(super) fn in_engine_limit(timeout: Duration, tool: TimeoutTool) -> Option<Duration> {
     let margin = (timeout / 4).min(Duration::from_millis(500));
     let limit = timeout.saturating_sub(margin);
     match tool {
         TimeoutTool::Missing => None,
         TimeoutTool::Fractional => Some(limit.max(Duration::from_millis(10))),
-        // Rounded down to whole seconds; under one second only the client side bounds it.
-        TimeoutTool::WholeSeconds if limit >= Duration::from_secs(1) => Some(Duration::from_secs(limit.as_secs())),
-        TimeoutTool::WholeSeconds => None,
+        TimeoutTool::WholeSeconds => {
+            Some(Duration::from_secs((limit.as_secs() + u64::from(limit.subsec_nanos() > 0)).max(1)))
+        }
     }
 }
 
@@ -61,7 +82,8 @@ pub(super) fn format_limit(limit: Duration, tool: TimeoutTool) -> String {
     }
 }
 
-/// The argv of one exec: `[sh -c TIMEOUT_WRAPPER secs] env K=V... [NONCE] sh -c PRELUDE cwd cmd`.
+/// The argv of one exec: `sh -c STATUS_WRAPPER STATUS_FILE [timeout -s KILL secs] env K=V... [NONCE]
+/// sh -c PRELUDE cwd cmd`.
 /// Plain variables travel on the command line, so they never enter the container's config and a
 /// per-call variable cannot outlive its call.
 pub(super) fn exec_argv(
@@ -71,9 +93,9 @@ pub(super) fn exec_argv(
     nonce: Option<&str>,
     limit: Option<String>,
 ) -> Vec<String> {
-    let mut argv = Vec::new();
+    let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), STATUS_WRAPPER.into(), STATUS_FILE.into()];
     if let Some(secs) = limit {
-        argv.extend(["sh".into(), "-c".into(), TIMEOUT_WRAPPER.into(), secs]);
+        argv.extend(["timeout".into(), "-s".into(), "KILL".into(), secs]);
     }
     argv.push("env".into());
     for (k, v) in plain_env {
@@ -135,6 +157,7 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
         let id = inner.secret_id(k, v).await?;
         next.apply(1, |c| c.with_secret_variable(k.clone(), id)).await.map_err(qe)?;
     }
+    let mut _stdin_on_host = None;
     let (stdin_text, stdin_file) = match spec.stdin {
         None => (None, None),
         Some(bytes) => match String::from_utf8(bytes) {
@@ -142,7 +165,8 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
             // GraphQL strings cannot carry arbitrary bytes: stage them as a file and redirect.
             Err(e) => {
                 let path = format!("/.dagger-sandbox-stdin-{}", uuid::Uuid::new_v4().simple());
-                let id = inner.blob_id("stdin", e.as_bytes()).await?;
+                let (id, guard) = inner.host_file_id("stdin", e.into_bytes()).await?;
+                _stdin_on_host = Some(guard);
                 next.apply(1, |c| c.with_file(path.clone(), id)).await.map_err(qe)?;
                 (None, Some(path))
             }
@@ -174,13 +198,18 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
             };
         }
     };
-    let (stdout, stderr, code) = tokio::try_join!(done.stdout(), done.stderr(), done.exit_code()).map_err(qe)?;
-    let code = code as i64;
+    let status = done.file(STATUS_FILE);
+    let (outputs, status) =
+        tokio::join!(async { tokio::try_join!(done.stdout(), done.stderr(), done.exit_code()) }, status.contents());
+    let (stdout, stderr, code) = outputs.map_err(qe)?;
+    // The wrapper's file has the real status; without it (no writable /tmp) the exit code is it.
+    let code = status.ok().as_deref().and_then(parse_status).unwrap_or(code as i64);
     if code == NO_CWD_CODE && stderr == NO_CWD_MARKER {
         return Err(Error::not_found(&sandbox, "working directory", spec.cwd.to_string()));
     }
-    // Keep the exec's filesystem, without this call's secrets or staged stdin.
+    // Keep the exec's filesystem, without this call's secrets, staged stdin or status file.
     let mut after = Chain::new(done);
+    after.apply(1, |c| c.without_file(STATUS_FILE)).await.map_err(qe)?;
     for (k, _) in &split.secret {
         after.apply(1, |c| c.without_secret_variable(k.clone())).await.map_err(qe)?;
     }
@@ -204,14 +233,37 @@ pub(super) struct DaggerExec {
     /// it, so the call ends as `TIMEOUT` with this output, never as a plain exit.
     hold: bool,
     ended: bool,
+    /// When the engine stops the command at its limit; see [`kill_wait`].
+    engine_stop_at: Option<Instant>,
+}
+
+/// How long the engine's result of a command it stopped may take to come back: the container's
+/// start (before the limit's clock runs) and the way back.
+const ENGINE_RESULT_SLACK: Duration = Duration::from_secs(3);
+
+/// How far ahead the in-engine stop may be for a kill to wait for it. With the slack this stays
+/// within drive()'s grace after a kill (5 s).
+const ENGINE_STOP_AHEAD: Duration = Duration::from_secs(1);
+
+/// How long a kill at `now` waits for the engine's own result before abandoning the query: a
+/// timed-out command's partial output and files come only with that result, so the kill waits
+/// when the in-engine stop (`engine_stop_at`) is due within [`ENGINE_STOP_AHEAD`] (a timeout), and
+/// not at all when it is further away (a cancel long before the limit ends the call at once).
+pub(super) fn kill_wait(engine_stop_at: Option<Instant>, now: Instant) -> Duration {
+    match engine_stop_at {
+        Some(at) if at <= now + ENGINE_STOP_AHEAD => (at + ENGINE_RESULT_SLACK).saturating_duration_since(now),
+        _ => Duration::ZERO,
+    }
 }
 
 impl DaggerExec {
     /// Starts the exec's query in a task of its own.
     pub(super) fn start(inner: Arc<Inner>, spec: ExecSpec) -> Self {
         let sandbox = inner.id.clone();
+        let engine_stop_at = in_engine_limit(spec.timeout, inner.opts.timeout_tool).map(|l| Instant::now() + l);
         let task = tokio::spawn(run_exec(inner, spec));
         DaggerExec {
+            engine_stop_at,
             sandbox,
             abort: task.abort_handle(),
             task: Some(task),
@@ -241,17 +293,11 @@ impl RunningExec for DaggerExec {
                 self.ended = true;
                 continue;
             };
-            let joined = tokio::select! {
-                biased;
-                _ = self.killed.cancelled() => {
-                    self.abort.abort();
-                    self.ended = true;
-                    continue;
-                }
-                r = task => r,
-            };
+            // A kill abandons the query itself, after waiting for the engine's result if it is due.
+            let joined = task.await;
             self.task = None;
             self.ended = true;
+            let killed = self.killed.is_cancelled();
             match joined {
                 Ok(Ok(done)) => {
                     for (stream, text) in [(OutputStream::Stdout, done.stdout), (OutputStream::Stderr, done.stderr)] {
@@ -262,6 +308,8 @@ impl RunningExec for DaggerExec {
                     self.code = Some(done.code);
                     self.hold = done.timed_out;
                 }
+                // After a kill, an abandoned or failed query just ends the output.
+                Ok(Err(_)) | Err(_) if killed => {}
                 Ok(Err(e)) => return Some(Err(e)),
                 Err(e) => return Some(Err(join_error(&self.sandbox, "running a command", e))),
             }
@@ -270,8 +318,12 @@ impl RunningExec for DaggerExec {
 
     fn kill(&self) -> BoxFuture<'static, Result<()>> {
         let (killed, abort) = (self.killed.clone(), self.abort.clone());
+        let wait = kill_wait(self.engine_stop_at, Instant::now());
         Box::pin(async move {
             killed.cancel();
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             abort.abort();
             Ok(())
         })
@@ -297,8 +349,9 @@ mod tests {
     fn argv_passes_env_cwd_and_command_as_separate_arguments() {
         let argv =
             exec_argv("echo \"$A\" > out", "/workspace/my dir", &env(&[("A", "x y"), ("B", "")]), Some("n1"), None);
+        assert_eq!(&argv[..4], ["sh", "-c", STATUS_WRAPPER, STATUS_FILE]);
         assert_eq!(
-            argv,
+            argv[4..],
             [
                 "env",
                 "A=x y",
@@ -316,8 +369,8 @@ mod tests {
     #[test]
     fn argv_with_a_limit_wraps_in_timeout_and_without_a_nonce_is_stable() {
         let a = exec_argv("true", "/w", &[], None, Some("1.500".into()));
-        assert_eq!(&a[..4], ["sh", "-c", TIMEOUT_WRAPPER, "1.500"]);
-        assert_eq!(a[4], "env");
+        assert_eq!(&a[..8], ["sh", "-c", STATUS_WRAPPER, STATUS_FILE, "timeout", "-s", "KILL", "1.500"]);
+        assert_eq!(a[8], "env");
         // With caching opted in, the same call on the same state is the same query.
         assert_eq!(a, exec_argv("true", "/w", &[], None, Some("1.500".into())));
         // By default every call differs, so the engine runs it again.
@@ -329,11 +382,13 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(in_engine_limit(ms(800), TimeoutTool::Fractional), Some(ms(600)));
         assert_eq!(in_engine_limit(Duration::from_secs(600), TimeoutTool::Fractional), Some(ms(599_500)));
+        // Whole seconds are rounded up (busybox kills 1.9 after 1 s), never below 1 s.
         assert_eq!(
             in_engine_limit(Duration::from_secs(600), TimeoutTool::WholeSeconds),
-            Some(Duration::from_secs(599))
+            Some(Duration::from_secs(600))
         );
-        assert_eq!(in_engine_limit(ms(900), TimeoutTool::WholeSeconds), None);
+        assert_eq!(in_engine_limit(Duration::from_secs(2), TimeoutTool::WholeSeconds), Some(Duration::from_secs(2)));
+        assert_eq!(in_engine_limit(ms(800), TimeoutTool::WholeSeconds), Some(Duration::from_secs(1)));
         assert_eq!(in_engine_limit(ms(900), TimeoutTool::Missing), None);
         assert_eq!(format_limit(ms(599_500), TimeoutTool::Fractional), "599.500");
         assert_eq!(format_limit(ms(2_000), TimeoutTool::WholeSeconds), "2");
@@ -341,6 +396,78 @@ mod tests {
             let limit = in_engine_limit(ms(t), TimeoutTool::Fractional).unwrap();
             assert!(limit < ms(t) || t < 20, "{t}: {limit:?}");
         }
+    }
+
+    /// Runs the wrapper as the engine does (`sh -c WRAPPER FILE cmd...`) with the host's `sh`,
+    /// `stdin` on its standard input; the exec's exit code, the recorded status and the output.
+    fn wrapped_io(file: &std::path::Path, script: &str, stdin: &str) -> (i32, Option<i64>, String, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", STATUS_WRAPPER])
+            .arg(file)
+            .args(["sh", "-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let status = std::fs::read_to_string(file).ok().as_deref().and_then(parse_status);
+        let _ = std::fs::remove_file(file);
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (out.status.code().unwrap_or(-1), status, text(out.stdout), text(out.stderr))
+    }
+
+    fn wrapped(file: &std::path::Path, script: &str) -> (i32, Option<i64>) {
+        let (code, status, _, _) = wrapped_io(file, script, "");
+        (code, status)
+    }
+
+    #[test]
+    fn the_status_wrapper_turns_any_exit_and_signal_death_into_a_result() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("exit");
+        // The engine refuses 128-191 as an exec's own exit; through the wrapper the exec exits 0
+        // and the real status is in the file.
+        for (script, want) in [
+            ("true", 0),
+            ("exit 3", 3),
+            ("exit 130", 130),
+            ("kill -9 $$", 137),
+            ("kill -SEGV $$", 139),
+            ("exit 255", 255),
+        ] {
+            assert_eq!(wrapped(&f, script), (0, Some(want)), "{script}");
+        }
+        // No writable place for the file: the status is the exit code, as without the wrapper.
+        let unwritable = tmp.path().join("missing-dir/exit");
+        assert_eq!(wrapped(&unwritable, "exit 7"), (7, None));
+        // The command's stdin reaches it, and a signal death adds nothing to its output.
+        let (code, status, out, err) = wrapped_io(&f, "read l; echo got:$l; echo e >&2; kill -9 $$", "hello\n");
+        assert_eq!((code, status, out.as_str(), err.as_str()), (0, Some(137), "got:hello\n", "e\n"));
+        assert_eq!(parse_status("137"), Some(137));
+        assert_eq!(parse_status(""), None);
+        assert_eq!(parse_status("12345"), None);
+        assert_eq!(parse_status("-1"), None);
+    }
+
+    #[test]
+    fn a_kill_waits_for_the_engines_result_only_when_it_is_due() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        // A timeout: the engine stops the command now or within a second; its result follows.
+        assert_eq!(kill_wait(Some(now), now), ENGINE_RESULT_SLACK);
+        assert_eq!(
+            kill_wait(Some(now + Duration::from_millis(200)), now),
+            ENGINE_RESULT_SLACK + Duration::from_millis(200)
+        );
+        // A cancel long before the in-engine limit: abandon at once.
+        assert_eq!(kill_wait(Some(now + s(600)), now), Duration::ZERO);
+        // No in-engine limit (no `timeout` in the image), or its result is long overdue.
+        assert_eq!(kill_wait(None, now), Duration::ZERO);
+        assert_eq!(kill_wait(Some(now), now + s(10)), Duration::ZERO);
+        assert!(ENGINE_RESULT_SLACK + ENGINE_STOP_AHEAD < s(5), "must fit in drive()'s kill grace");
     }
 
     #[test]

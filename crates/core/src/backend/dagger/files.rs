@@ -53,10 +53,10 @@ pub(super) async fn upload(inner: &Inner, tar: Vec<u8>) -> Result<()> {
     let op = "writing files";
     let mut guard = inner.chain.clone().lock_owned().await;
     inner.check_open()?;
-    let blob = inner.blob_id("upload.tar", &tar).await?;
+    let (blob, _staged_on_host) = inner.host_file_id("upload.tar", tar).await?;
     let staged = format!("/.dagger-sandbox-upload-{}.tar", uuid::Uuid::new_v4().simple());
     let mut next = (*guard).clone();
-    let ran = sdk(&inner.id, op, {
+    let ran = sdk(&inner.id, op, inner.opts.call_timeout, {
         let staged = staged.clone();
         async move {
             next.apply(1, |c| c.with_file(staged.clone(), blob)).await?;
@@ -141,7 +141,7 @@ pub(super) async fn remove(inner: &Inner, path: &SandboxPath) -> Result<()> {
     let mut guard = inner.chain.clone().lock_owned().await;
     inner.check_open()?;
     let ctr = guard.value().clone();
-    let ran = sdk(&inner.id, op, run(ctr, script_argv(REMOVE, &[path.as_str()]))).await?;
+    let ran = sdk(&inner.id, op, inner.opts.call_timeout, run(ctr, script_argv(REMOVE, &[path.as_str()]))).await?;
     if ran.code != 0 {
         return Err(Error::engine(&inner.id, op, format!("rm -rf {path} exited {}: {}", ran.code, ran.stderr.trim())));
     }

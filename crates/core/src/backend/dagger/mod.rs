@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use dagger_sdk::errors::DaggerError;
 use dagger_sdk::{Container, ContainerWithExecOpts, Id, Query, ReturnType};
 
@@ -25,15 +24,19 @@ use crate::error::{Error, Result};
 use crate::exec::RunningExec;
 use crate::paths::SandboxPath;
 
+mod client;
 mod connect;
+mod detect;
 mod error;
 mod exec;
 mod files;
 mod secrets;
 mod state;
+mod version;
 
-use connect::{HostEnv, Session};
-use error::{join_error, query_error};
+use connect::Session;
+use detect::HostEnv;
+use error::{deadline_error, join_error, query_error};
 use secrets::SecretRules;
 use state::Chain;
 
@@ -50,6 +53,9 @@ pub(crate) enum TimeoutTool {
 
 /// What every sandbox of one create (and its forks) runs with.
 struct Options {
+    /// The bound on every engine call that is not a command (which has its own timeout): the
+    /// sandbox's default `timeoutMs`.
+    call_timeout: Duration,
     cache_execs: bool,
     rules: SecretRules,
     timeout_tool: TimeoutTool,
@@ -75,31 +81,39 @@ pub(crate) struct DaggerEngine {
     inner: Arc<Inner>,
 }
 
-/// Runs SDK calls in a task of their own: the SDK unwraps in a few places, and a panic there must
-/// become an error, not take the caller down.
+/// Runs SDK calls in a task of their own, bounded by `deadline`: the SDK unwraps in a few places,
+/// and a panic there must become an error, not take the caller down; and a stalled engine must not
+/// hang a read, a stat or a fork forever. An abandoned query is cancelled (its HTTP request is
+/// dropped, and the engine cancels a call whose last waiter leaves).
 async fn sdk<T: Send + 'static>(
     sandbox: &str,
     op: &str,
+    deadline: Duration,
     fut: impl Future<Output = std::result::Result<T, DaggerError>> + Send + 'static,
 ) -> Result<T> {
-    match tokio::spawn(fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(query_error(sandbox, op, &e)),
-        Err(j) => Err(join_error(sandbox, op, j)),
+    let task = tokio::spawn(fut);
+    let abort = task.abort_handle();
+    match tokio::time::timeout(deadline, task).await {
+        Ok(Ok(Ok(v))) => Ok(v),
+        Ok(Ok(Err(e))) => Err(query_error(sandbox, op, &e)),
+        Ok(Err(j)) => Err(join_error(sandbox, op, j)),
+        Err(_) => {
+            abort.abort();
+            Err(deadline_error(sandbox, op, deadline))
+        }
     }
 }
 
-/// Exec options every command gets: a non-zero exit is a result, and sandboxed code gets no access
-/// to the Dagger API (nesting is on by default in Dagger 1.0).
+/// Exec options every command gets: a non-zero exit is a result. Sandboxed code gets no access to
+/// the Dagger API: on the 0.21 line nesting is opt-in (`experimentalPrivilegedNesting`), and it
+/// stays off.
 fn exec_opts<'a>(stdin: Option<&'a str>, redirect_stdin: Option<&'a str>) -> ContainerWithExecOpts<'a> {
     // A literal, not the builder: the builder's build() is fallible, and the exact pin on the SDK
     // version means a new field shows up here as a compile error, not as a silent default.
     ContainerWithExecOpts {
-        dagger_in_dagger_new_session: None,
-        disable_dagger_in_dagger: Some(true),
         expand: None,
         expect: Some(ReturnType::Any),
-        experimental_privileged_nesting: None,
+        experimental_privileged_nesting: Some(false),
         insecure_root_capabilities: None,
         no_init: None,
         redirect_stderr: None,
@@ -133,11 +147,13 @@ fn script_argv(script: &str, args: &[&str]) -> Vec<String> {
 }
 
 /// Run at create: makes the workdir, and reports the tools the backend needs that are missing and
-/// what `timeout` can do.
+/// what `timeout` can do. Only GNU `timeout` counts as fractional: busybox accepts `0.5` and `1.9`
+/// but kills after whole seconds (seen live: both after 1.0 s), which made a command killed at its
+/// limit look like one that exited 137 early.
 const PROBE: &str = "mkdir -p -- \"$0\" || exit 3; m=''; \
     for t in tar base64 stat env rm; do command -v \"$t\" >/dev/null 2>&1 || m=\"$m $t\"; done; \
     echo \"missing:$m\"; \
-    if timeout -s KILL 0.5 true >/dev/null 2>&1; then echo timeout:fractional; \
+    if timeout --version 2>&1 | grep -q GNU && timeout -s KILL 0.5 true >/dev/null 2>&1; then echo timeout:fractional; \
     elif timeout -s KILL 1 true >/dev/null 2>&1; then echo timeout:whole; else echo timeout:none; fi";
 
 /// What the probe found: missing tools and the timeout tool.
@@ -161,7 +177,7 @@ fn parse_probe(out: &str) -> (Vec<String>, TimeoutTool) {
 /// How `backend: "dagger"` and `auto` reach an engine, with the `ENGINE_UNAVAILABLE` they give.
 pub(crate) async fn connect_session(bound: Duration, auto: bool) -> Result<Arc<Session>> {
     let env = HostEnv::current();
-    let detection = connect::detect(&env, !auto);
+    let detection = detect::detect(&env, !auto);
     let backend = if auto { "auto" } else { "dagger" };
     let fail = |tried: Vec<String>| Error::EngineUnavailable {
         backend: backend.into(),
@@ -170,7 +186,7 @@ pub(crate) async fn connect_session(bound: Duration, auto: bool) -> Result<Arc<S
             "Install the Dagger CLI {v} (https://docs.dagger.io/install) and make sure Docker or Podman runs so it \
              can start an engine, or run inside `dagger run`, or point _EXPERIMENTAL_DAGGER_CLI_BIN at a CLI; or \
              use backend \"docker\" or \"auto\". See docs/DAGGER.md#troubleshooting.",
-            v = connect::CLI_VERSION
+            v = version::SDK_VERSION
         ),
     };
     if detection.sources.is_empty() {
@@ -184,7 +200,7 @@ pub(crate) async fn connect_session(bound: Duration, auto: bool) -> Result<Arc<S
 
 /// Whether `auto` should try Dagger here; the error says why not (all checks are local and fast).
 pub(crate) fn auto_plausible() -> std::result::Result<(), String> {
-    connect::plausible(&connect::detect(&HostEnv::current(), false))
+    detect::plausible(&detect::detect(&HostEnv::current(), false))
 }
 
 impl DaggerEngine {
@@ -195,17 +211,19 @@ impl DaggerEngine {
         let image = cfg.image.clone();
         let base = conn.container().from(image.clone());
         let argv = script_argv(PROBE, &[cfg.workdir.as_str()]);
-        let ran = sdk(id, &format!("starting from image {image}"), run(base, argv)).await.map_err(|e| match e {
-            Error::Engine { sandbox, op, message } => Error::Engine {
-                sandbox,
-                op,
-                message: format!(
-                    "{message}. The engine could not pull or start the image; check its name and that the engine \
+        let ran = sdk(id, &format!("starting from image {image}"), cfg.timeout, run(base, argv)).await.map_err(
+            |e| match e {
+                Error::Engine { sandbox, op, message } => Error::Engine {
+                    sandbox,
+                    op,
+                    message: format!(
+                        "{message}. The engine could not pull or start the image; check its name and that the engine \
                      can reach its registry"
-                ),
+                    ),
+                },
+                e => e,
             },
-            e => e,
-        })?;
+        )?;
         if ran.code != 0 {
             return Err(Error::InvalidArgument(format!(
                 "image {image} cannot host a dagger sandbox: creating the workdir {} failed (exit {}): {}",
@@ -230,7 +248,7 @@ impl DaggerEngine {
             );
         }
         tracing::debug!(sandbox = id, session = %session.describe, "dagger sandbox ready");
-        let opts = Options { cache_execs: cfg.cache_execs, rules, timeout_tool };
+        let opts = Options { call_timeout: cfg.timeout, cache_execs: cfg.cache_execs, rules, timeout_tool };
         Ok(Self::from_parts(id, session, conn, ran.done, Arc::new(opts), Arc::default()))
     }
 
@@ -284,23 +302,47 @@ impl Inner {
         }
         // A unique name per value: the engine keys secrets by name within a session.
         let secret = self.conn.set_secret(format!("dagger-sandbox-{name}-{}", uuid::Uuid::new_v4().simple()), value);
-        let id = sdk(&self.id, &format!("passing the secret {name}"), async move { secret.id().await }).await?;
+        let id =
+            sdk(
+                &self.id,
+                &format!("passing the secret {name}"),
+                self.opts.call_timeout,
+                async move { secret.id().await },
+            )
+            .await?;
         self.secret_ids.lock().unwrap_or_else(|p| p.into_inner()).insert(key, id.clone());
         Ok(id)
     }
 
-    /// A file in the engine with exactly `bytes` (base64 on the wire, decoded by the engine).
-    async fn blob_id(&self, name: &str, bytes: &[u8]) -> Result<Id> {
-        let file = self
-            .conn
-            .blob(name.to_string(), dagger_sdk::Bytes(base64::engine::general_purpose::STANDARD.encode(bytes)));
-        sdk(&self.id, "sending file contents", async move { file.id().await }).await
+    /// A file in the engine with exactly `bytes`, sent through the session's file sync: the bytes
+    /// go to a private host file, which the engine reads with `Host.file`. GraphQL strings cannot
+    /// carry arbitrary bytes, and inlining them (base64 in the query text) held every upload in
+    /// memory several times over. The returned guard keeps the host file until the engine has
+    /// used it (drop it after the sync that consumes the id).
+    async fn host_file_id(&self, name: &str, bytes: Vec<u8>) -> Result<(Id, tempfile::TempDir)> {
+        let op = "sending file contents";
+        let dir = tokio::task::spawn_blocking({
+            let name = name.to_string();
+            move || -> std::io::Result<(tempfile::TempDir, std::path::PathBuf)> {
+                let dir = tempfile::Builder::new().prefix("dagger-sandbox-stage-").tempdir()?;
+                let path = dir.path().join(name);
+                std::fs::write(&path, bytes)?;
+                Ok((dir, path))
+            }
+        })
+        .await
+        .map_err(|e| join_error(&self.id, op, e))?
+        .map_err(|e| Error::io(format!("sandbox {}: staging file contents on the host", self.id), e))?;
+        let (dir, path) = dir;
+        let file = self.conn.host().file(path.to_string_lossy().into_owned());
+        let id = sdk(&self.id, op, self.opts.call_timeout, async move { file.id().await }).await?;
+        Ok((id, dir))
     }
 
     /// Runs a read-only helper script on the latest value (its result is not kept).
     async fn helper(&self, op: &str, script: &str, arg: &str) -> Result<Ran> {
         self.check_open()?;
-        sdk(&self.id, op, run(self.current(), script_argv(script, &[arg]))).await
+        sdk(&self.id, op, self.opts.call_timeout, run(self.current(), script_argv(script, &[arg]))).await
     }
 }
 
@@ -357,7 +399,7 @@ impl Engine for DaggerEngine {
         // Under the mutation lock, synced: the fork starts from a short, settled chain.
         let mut chain = inner.chain.clone().lock_owned().await;
         let id = inner.id.clone();
-        let settled = sdk(&id, "forking", async move {
+        let settled = sdk(&id, "forking", inner.opts.call_timeout, async move {
             chain.checkpoint().await?;
             Ok(chain.value().clone())
         })
@@ -399,10 +441,31 @@ mod tests {
     #[test]
     fn every_exec_disables_nesting_and_accepts_any_exit() {
         let o = exec_opts(Some("in"), None);
-        assert_eq!(o.disable_dagger_in_dagger, Some(true));
+        assert_eq!(o.experimental_privileged_nesting, Some(false));
         assert_eq!(o.expect, Some(ReturnType::Any));
         assert_eq!(o.stdin, Some("in"));
         assert_eq!(o.insecure_root_capabilities, None);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_engine_call_ends_at_its_deadline() {
+        // Accepts connections (the kernel's backlog) but never answers: a stalled session.
+        let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = stalled.local_addr().unwrap().port();
+        let q = Query {
+            proc: None,
+            selection: dagger_sdk::Selection::default(),
+            graphql_client: client::SessionClient::new(port, "t").unwrap().into_dyn(),
+        };
+        let started = std::time::Instant::now();
+        let err = sdk("sbx-1", "reading a file", Duration::from_millis(300), async move { q.version().await })
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_eq!(err.code(), crate::ErrorCode::EngineError);
+        let text = err.to_string();
+        assert!(text.contains("did not answer within 300 ms") && text.contains("reading a file"), "{text}");
+        drop(stalled);
     }
 
     #[test]

@@ -97,3 +97,27 @@ pub(super) async fn close_stops_processes_a_command_left_running(h: Harness) {
     }
     assert!(!alive, "a process of the closed sandbox is still running");
 }
+
+pub(super) async fn secret_values_are_scrubbed_from_output(h: Harness) {
+    // Variables matching secretPatterns go in as Dagger secrets; the engine replaces their values
+    // with *** in everything the command prints (docs/DAGGER.md, secrets).
+    let sb = h.create_with(h.config().env("GITHUB_TOKEN", "s3cr3t-value-42")).await;
+    let r = sb
+        .exec(
+            "echo \"token=$GITHUB_TOKEN\"; echo \"$GITHUB_TOKEN\" >&2; printf %s \"$GITHUB_TOKEN\" > t",
+            ExecOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, "token=***\n", "{r:?}");
+    assert_eq!(r.stderr, "***\n", "{r:?}");
+    // Only output is scrubbed: the command saw the real value, and files keep it.
+    assert_eq!(sb.read_to_string("t").await.unwrap(), "s3cr3t-value-42");
+    // A transformed value is not recognised: scrubbing is a guard against accidents, not a wall.
+    let r = sb.exec("echo \"$GITHUB_TOKEN\" | rev", ExecOptions::new()).await.unwrap();
+    assert_eq!(r.stdout, "24-eulav-t3rc3s\n");
+    // A per-call secret is scrubbed the same way.
+    let r = sb.exec("echo $API_SECRET", ExecOptions::new().env("API_SECRET", "other-secret-value")).await.unwrap();
+    assert_eq!(r.stdout, "***\n");
+    sb.close().await.unwrap();
+}

@@ -30,6 +30,8 @@ pub enum Scope {
     /// Only docker: what Dagger cannot do per container (network switch, cgroup limits, locally
     /// imported images), listed in docs/DAGGER.md's differences table.
     Docker,
+    /// Only Dagger: what its engine does and the others do not (secret scrubbing).
+    Dagger,
     /// Backends with a live container or directory per sandbox (docker, local): services and
     /// reattach. A Dagger sandbox is a chain of immutable states held by its client.
     Live,
@@ -78,6 +80,9 @@ cases! {
     All export_never_hands_the_host_a_setuid_file,
     All restricted_paths_cannot_be_reached_through_a_symlink,
     All a_symlinked_workdir_works,
+    All any_exit_status_and_death_by_signal_is_a_result_with_output_and_files,
+    All a_timed_out_command_keeps_the_files_it_wrote,
+    Dagger secret_values_are_scrubbed_from_output,
     Live serve_forwards_a_port_streams_output_and_stops,
     Live serve_reports_a_service_that_dies_or_never_listens,
     Live reattach_takes_back_a_sandbox_whose_handle_was_lost,
