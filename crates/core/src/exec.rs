@@ -160,6 +160,12 @@ impl Capture {
         self.tail.extend(data);
     }
 
+    /// Counts `n` bytes the engine already dropped from the middle (it sent only the head and
+    /// the tail, which fit the cap).
+    pub fn dropped_upstream(&mut self, n: u64) {
+        self.dropped += n;
+    }
+
     /// The kept text (with a marker where bytes were dropped) and the count dropped.
     pub fn finish(self) -> (String, u64) {
         let mut bytes = self.head;
@@ -203,6 +209,11 @@ pub(crate) trait RunningExec: Send {
     /// Waits for the exit code (called once output has ended). May wait as long as the command
     /// runs; the caller bounds it with the timeout. Must be cancel-safe.
     async fn exit_code(&mut self) -> Result<i64>;
+    /// Bytes of (stdout, stderr) the engine dropped from the middle before sending the output,
+    /// for engines that apply the output cap themselves (known once output has ended).
+    fn dropped_in_engine(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// How long output may keep coming after a kill before the loop stops waiting for it.
@@ -311,6 +322,9 @@ pub(crate) async fn drive(
     if let Some(e) = failure {
         return Err(e);
     }
+    let (out_dropped, err_dropped) = run.dropped_in_engine();
+    out.dropped_upstream(out_dropped);
+    err.dropped_upstream(err_dropped);
     let duration_ms = start.elapsed().as_millis() as u64;
     let (stdout, stdout_dropped) = out.finish();
     let (stderr, stderr_dropped) = err.finish();

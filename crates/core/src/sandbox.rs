@@ -256,7 +256,14 @@ impl Sandbox {
         if timeout.is_zero() {
             return Err(Error::InvalidArgument("timeout must be greater than 0".into()));
         }
-        let spec = ExecSpec { command: command.to_string(), env, cwd, stdin: opts.stdin, timeout };
+        let spec = ExecSpec {
+            command: command.to_string(),
+            env,
+            cwd,
+            stdin: opts.stdin,
+            timeout,
+            output_cap: self.inner.cfg.output_cap,
+        };
         let started = std::time::Instant::now();
         let kind = self.inner.engine.kind();
         let run = self.guard(self.inner.engine.start_exec(spec)).await.inspect_err(|_| {

@@ -130,6 +130,9 @@ pub(crate) struct ExecSpec {
     /// The call's timeout; `drive` enforces it, and engines may also bound the command in-engine.
     #[cfg_attr(not(feature = "dagger"), allow(dead_code))]
     pub timeout: std::time::Duration,
+    /// The output cap `drive` applies; engines that return output in one piece apply it first.
+    #[cfg_attr(not(feature = "dagger"), allow(dead_code))]
+    pub output_cap: usize,
 }
 
 /// One sandbox's resources in one engine.

@@ -1,8 +1,9 @@
 //! Commands on Dagger. An exec is one query that returns when the command has ended, so output
-//! arrives all at once; the query runs in a task that a kill aborts (the engine cancels a call
-//! whose last waiter leaves). Inside the engine the command runs under `timeout` a little before
-//! the caller's deadline, so a command that runs too long is stopped even if the cancel never
-//! reaches the engine, and its partial output and files are still returned and kept.
+//! arrives all at once (within the output cap, applied in the engine by [`super::wrapper`]); the
+//! query runs in a task that a kill abandons (the engine cancels a call whose last waiter leaves).
+//! Inside the engine the command runs under `timeout` near the caller's deadline, so a command
+//! that runs too long is stopped even if the cancel never reaches the engine, and its partial
+//! output and files are still returned and kept: a kill at the deadline waits for that result.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,95 +19,11 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::state::Chain;
-use super::{exec_opts, join_error, query_error, Inner, TimeoutTool};
+use super::wrapper::{exec_argv, format_limit, in_engine_limit, parse_status, NO_CWD_CODE, NO_CWD_MARKER, STATUS_FILE};
+use super::{exec_opts, join_error, query_error, Inner};
 use crate::backend::ExecSpec;
 use crate::error::{Error, Result};
 use crate::exec::{OutputChunk, OutputStream, RunningExec};
-
-/// The variable whose changing value makes every exec a new call to the engine's cache.
-pub(super) const NONCE_VAR: &str = "DAGGER_SANDBOX_EXEC";
-
-/// Exit code and stderr of the prelude when the working directory is missing.
-const NO_CWD_CODE: i64 = 212;
-const NO_CWD_MARKER: &str = "__DAGGER_SANDBOX_NO_CWD__";
-
-/// Changes to the working directory (refusing a missing one, as the other backends do, rather than
-/// letting the engine create it), then runs the command in a fresh shell, as `sh -c` does elsewhere.
-const PRELUDE: &str = "cd -- \"$0\" 2>/dev/null || { printf %s __DAGGER_SANDBOX_NO_CWD__ >&2; exit 212; }; \
-    exec sh -c \"$1\"";
-
-/// Where [`STATUS_WRAPPER`] leaves the command's real exit status; removed from the state after
-/// each exec.
-pub(super) const STATUS_FILE: &str = "/tmp/.dagger-sandbox-exit";
-
-/// Runs the command (`"$@"`), writes its real exit status to the file `$0` and exits 0. Even with
-/// `expect: ANY` the engine accepts only 0-127 and 192-255: a command that exits 128-191 (death by
-/// signal: 137 for a kill or an OOM, 139 for a segfault, `exit 130`) would come back as an engine
-/// error, its file changes dropped and its output trimmed to the last 100 KiB. When the file cannot
-/// be written (no writable /tmp), the status is passed on as the exit code, as before.
-///
-/// A shell reports a job killed by a signal ("Killed") on its own stderr, which is the command's
-/// too; that line is not the command's output. So the command runs as a background job whose
-/// `wait` has its stderr discarded (busybox and dash report it there), with stdin handed over
-/// explicitly through fd 3 (an asynchronous list would otherwise read /dev/null).
-const STATUS_WRAPPER: &str =
-    "exec 3<&0; \"$@\" <&3 3<&- & wait $! 2>/dev/null; s=$?; { printf '%s' \"$s\" > \"$0\"; } 2>/dev/null && exit 0; exit $s";
-
-/// The status [`STATUS_WRAPPER`] wrote, if it is one.
-pub(super) fn parse_status(text: &str) -> Option<i64> {
-    let t = text.trim();
-    (!t.is_empty() && t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok()).flatten()
-}
-
-/// When the engine stops the command: a little before the caller's deadline, so the result (with
-/// the partial output and the files) can travel back in time. A `timeout` that only counts whole
-/// seconds (busybox) gets the limit rounded up instead, at least 1 s: the caller's deadline then
-/// comes first, and its kill waits for the engine's result (see [`kill_wait`]).
-pub(super) fn in_engine_limit(timeout: Duration, tool: TimeoutTool) -> Option<Duration> {
-    let margin = (timeout / 4).min(Duration::from_millis(500));
-    let limit = timeout.saturating_sub(margin);
-    match tool {
-        TimeoutTool::Missing => None,
-        TimeoutTool::Fractional => Some(limit.max(Duration::from_millis(10))),
-        TimeoutTool::WholeSeconds => {
-            Some(Duration::from_secs((limit.as_secs() + u64::from(limit.subsec_nanos() > 0)).max(1)))
-        }
-    }
-}
-
-/// `limit` as `timeout` takes it.
-pub(super) fn format_limit(limit: Duration, tool: TimeoutTool) -> String {
-    match tool {
-        TimeoutTool::Fractional => format!("{}.{:03}", limit.as_secs(), limit.subsec_millis()),
-        _ => limit.as_secs().to_string(),
-    }
-}
-
-/// The argv of one exec: `sh -c STATUS_WRAPPER STATUS_FILE [timeout -s KILL secs] env K=V... [NONCE]
-/// sh -c PRELUDE cwd cmd`.
-/// Plain variables travel on the command line, so they never enter the container's config and a
-/// per-call variable cannot outlive its call.
-pub(super) fn exec_argv(
-    command: &str,
-    cwd: &str,
-    plain_env: &[(String, String)],
-    nonce: Option<&str>,
-    limit: Option<String>,
-) -> Vec<String> {
-    let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), STATUS_WRAPPER.into(), STATUS_FILE.into()];
-    if let Some(secs) = limit {
-        argv.extend(["timeout".into(), "-s".into(), "KILL".into(), secs]);
-    }
-    argv.push("env".into());
-    for (k, v) in plain_env {
-        argv.push(format!("{k}={v}"));
-    }
-    if let Some(n) = nonce {
-        argv.push(format!("{NONCE_VAR}={n}"));
-    }
-    argv.extend(["sh".into(), "-c".into(), PRELUDE.into(), cwd.into(), command.into()]);
-    argv
-}
 
 /// What one exec produced.
 #[derive(Debug)]
@@ -114,6 +31,8 @@ pub(super) struct ExecDone {
     pub code: i64,
     pub stdout: String,
     pub stderr: String,
+    /// Bytes of (stdout, stderr) the wrapper dropped from the middle to keep within the cap.
+    pub dropped: (u64, u64),
     /// The in-engine `timeout` stopped it: the caller's deadline decides, with this output.
     pub timed_out: bool,
 }
@@ -181,6 +100,7 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
         &split.plain,
         nonce.as_deref(),
         limit.map(|l| format_limit(l, tool)),
+        spec.output_cap,
     );
     let started = Instant::now();
     let pending = next.value().with_exec_opts(argv, exec_opts(stdin_text.as_deref(), stdin_file.as_deref()));
@@ -191,9 +111,13 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
         Err(e) => {
             // The command ran but the engine calls its end an error: a result, state unchanged.
             return match exit_from_error(&e) {
-                Some((code, stdout, stderr)) => {
-                    Ok(ExecDone { code, stdout, stderr, timed_out: killed_by_limit(code, elapsed, limit) })
-                }
+                Some((code, stdout, stderr)) => Ok(ExecDone {
+                    code,
+                    stdout,
+                    stderr,
+                    dropped: (0, 0),
+                    timed_out: killed_by_limit(code, elapsed, limit),
+                }),
                 None => Err(qe(e)),
             };
         }
@@ -203,7 +127,10 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
         tokio::join!(async { tokio::try_join!(done.stdout(), done.stderr(), done.exit_code()) }, status.contents());
     let (stdout, stderr, code) = outputs.map_err(qe)?;
     // The wrapper's file has the real status; without it (no writable /tmp) the exit code is it.
-    let code = status.ok().as_deref().and_then(parse_status).unwrap_or(code as i64);
+    let (code, dropped) = match status.ok().as_deref().and_then(parse_status) {
+        Some(s) => (s.code, (s.stdout_dropped, s.stderr_dropped)),
+        None => (code as i64, (0, 0)),
+    };
     if code == NO_CWD_CODE && stderr == NO_CWD_MARKER {
         return Err(Error::not_found(&sandbox, "working directory", spec.cwd.to_string()));
     }
@@ -218,7 +145,7 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
     }
     inner.publish(after.value().clone());
     *guard = after;
-    Ok(ExecDone { code, stdout, stderr, timed_out: killed_by_limit(code, elapsed, limit) })
+    Ok(ExecDone { code, stdout, stderr, dropped, timed_out: killed_by_limit(code, elapsed, limit) })
 }
 
 /// A command running on Dagger, as the exec loop sees it.
@@ -229,6 +156,8 @@ pub(super) struct DaggerExec {
     killed: CancellationToken,
     queue: VecDeque<OutputChunk>,
     code: Option<i64>,
+    /// What the engine dropped to keep within the output cap.
+    dropped: (u64, u64),
     /// The engine stopped it at its limit: output stays "open" until the caller's deadline kills
     /// it, so the call ends as `TIMEOUT` with this output, never as a plain exit.
     hold: bool,
@@ -270,6 +199,7 @@ impl DaggerExec {
             killed: CancellationToken::new(),
             queue: VecDeque::new(),
             code: None,
+            dropped: (0, 0),
             hold: false,
             ended: false,
         }
@@ -306,6 +236,7 @@ impl RunningExec for DaggerExec {
                         }
                     }
                     self.code = Some(done.code);
+                    self.dropped = done.dropped;
                     self.hold = done.timed_out;
                 }
                 // After a kill, an abandoned or failed query just ends the output.
@@ -329,6 +260,10 @@ impl RunningExec for DaggerExec {
         })
     }
 
+    fn dropped_in_engine(&self) -> (u64, u64) {
+        self.dropped
+    }
+
     async fn exit_code(&mut self) -> Result<i64> {
         match self.code {
             Some(c) if !self.killed.is_cancelled() => Ok(c),
@@ -340,117 +275,6 @@ impl RunningExec for DaggerExec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn argv_passes_env_cwd_and_command_as_separate_arguments() {
-        let argv =
-            exec_argv("echo \"$A\" > out", "/workspace/my dir", &env(&[("A", "x y"), ("B", "")]), Some("n1"), None);
-        assert_eq!(&argv[..4], ["sh", "-c", STATUS_WRAPPER, STATUS_FILE]);
-        assert_eq!(
-            argv[4..],
-            [
-                "env",
-                "A=x y",
-                "B=",
-                "DAGGER_SANDBOX_EXEC=n1",
-                "sh",
-                "-c",
-                PRELUDE,
-                "/workspace/my dir",
-                "echo \"$A\" > out"
-            ]
-        );
-    }
-
-    #[test]
-    fn argv_with_a_limit_wraps_in_timeout_and_without_a_nonce_is_stable() {
-        let a = exec_argv("true", "/w", &[], None, Some("1.500".into()));
-        assert_eq!(&a[..8], ["sh", "-c", STATUS_WRAPPER, STATUS_FILE, "timeout", "-s", "KILL", "1.500"]);
-        assert_eq!(a[8], "env");
-        // With caching opted in, the same call on the same state is the same query.
-        assert_eq!(a, exec_argv("true", "/w", &[], None, Some("1.500".into())));
-        // By default every call differs, so the engine runs it again.
-        assert_ne!(exec_argv("true", "/w", &[], Some("1"), None), exec_argv("true", "/w", &[], Some("2"), None));
-    }
-
-    #[test]
-    fn the_engine_stops_a_command_just_before_the_callers_deadline() {
-        let ms = Duration::from_millis;
-        assert_eq!(in_engine_limit(ms(800), TimeoutTool::Fractional), Some(ms(600)));
-        assert_eq!(in_engine_limit(Duration::from_secs(600), TimeoutTool::Fractional), Some(ms(599_500)));
-        // Whole seconds are rounded up (busybox kills 1.9 after 1 s), never below 1 s.
-        assert_eq!(
-            in_engine_limit(Duration::from_secs(600), TimeoutTool::WholeSeconds),
-            Some(Duration::from_secs(600))
-        );
-        assert_eq!(in_engine_limit(Duration::from_secs(2), TimeoutTool::WholeSeconds), Some(Duration::from_secs(2)));
-        assert_eq!(in_engine_limit(ms(800), TimeoutTool::WholeSeconds), Some(Duration::from_secs(1)));
-        assert_eq!(in_engine_limit(ms(900), TimeoutTool::Missing), None);
-        assert_eq!(format_limit(ms(599_500), TimeoutTool::Fractional), "599.500");
-        assert_eq!(format_limit(ms(2_000), TimeoutTool::WholeSeconds), "2");
-        for t in [1u64, 10, 100, 1_000, 600_000] {
-            let limit = in_engine_limit(ms(t), TimeoutTool::Fractional).unwrap();
-            assert!(limit < ms(t) || t < 20, "{t}: {limit:?}");
-        }
-    }
-
-    /// Runs the wrapper as the engine does (`sh -c WRAPPER FILE cmd...`) with the host's `sh`,
-    /// `stdin` on its standard input; the exec's exit code, the recorded status and the output.
-    fn wrapped_io(file: &std::path::Path, script: &str, stdin: &str) -> (i32, Option<i64>, String, String) {
-        use std::io::Write;
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", STATUS_WRAPPER])
-            .arg(file)
-            .args(["sh", "-c", script])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let status = std::fs::read_to_string(file).ok().as_deref().and_then(parse_status);
-        let _ = std::fs::remove_file(file);
-        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-        (out.status.code().unwrap_or(-1), status, text(out.stdout), text(out.stderr))
-    }
-
-    fn wrapped(file: &std::path::Path, script: &str) -> (i32, Option<i64>) {
-        let (code, status, _, _) = wrapped_io(file, script, "");
-        (code, status)
-    }
-
-    #[test]
-    fn the_status_wrapper_turns_any_exit_and_signal_death_into_a_result() {
-        let tmp = tempfile::tempdir().unwrap();
-        let f = tmp.path().join("exit");
-        // The engine refuses 128-191 as an exec's own exit; through the wrapper the exec exits 0
-        // and the real status is in the file.
-        for (script, want) in [
-            ("true", 0),
-            ("exit 3", 3),
-            ("exit 130", 130),
-            ("kill -9 $$", 137),
-            ("kill -SEGV $$", 139),
-            ("exit 255", 255),
-        ] {
-            assert_eq!(wrapped(&f, script), (0, Some(want)), "{script}");
-        }
-        // No writable place for the file: the status is the exit code, as without the wrapper.
-        let unwritable = tmp.path().join("missing-dir/exit");
-        assert_eq!(wrapped(&unwritable, "exit 7"), (7, None));
-        // The command's stdin reaches it, and a signal death adds nothing to its output.
-        let (code, status, out, err) = wrapped_io(&f, "read l; echo got:$l; echo e >&2; kill -9 $$", "hello\n");
-        assert_eq!((code, status, out.as_str(), err.as_str()), (0, Some(137), "got:hello\n", "e\n"));
-        assert_eq!(parse_status("137"), Some(137));
-        assert_eq!(parse_status(""), None);
-        assert_eq!(parse_status("12345"), None);
-        assert_eq!(parse_status("-1"), None);
-    }
 
     #[test]
     fn a_kill_waits_for_the_engines_result_only_when_it_is_due() {

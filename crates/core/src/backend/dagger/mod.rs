@@ -33,6 +33,7 @@ mod files;
 mod secrets;
 mod state;
 mod version;
+mod wrapper;
 
 use connect::Session;
 use detect::HostEnv;

@@ -1,12 +1,8 @@
-//! Docker backend overhead: median create, exec round trip, writeFiles of 1,000 files, readFile and
-//! fork through our API, next to the same operations as raw bollard calls, interleaved in one run.
-//!
-//! Run: `cargo bench -p dagger-sandbox --bench docker_vs_raw` (needs Docker and the local test
-//! image from `scripts/engine.sh`; `BENCH_N` sets iterations, default 30).
+//! The Docker side of the benchmark: our API and the same operations as raw bollard calls,
+//! interleaved in one loop so both see the same engine state.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use bollard::body_full;
 use bollard::exec::{StartExecOptions, StartExecResults};
@@ -16,10 +12,14 @@ use bollard::query_parameters::{
     RemoveImageOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
-use dagger_sandbox::{BackendChoice, ExecOptions, FileWrite, Sandbox, SandboxConfig};
+use dagger_sandbox::{BackendChoice, ExecOptions, FileWrite, RefreshOptions, Sandbox, SandboxConfig};
 use futures_util::{StreamExt, TryStreamExt};
 
+use crate::workload::{files_1000, node_project, project_5000, raw_tar, EXCLUDES, NODE_INSTALL, NODE_TEST};
+use crate::{validate_cli, Ops};
+
 const IMAGE: &str = "dagger-sandbox-test/busybox:latest";
+const NODE_IMAGE: &str = "dagger-sandbox-test/node:latest";
 
 /// The same container settings our backend uses, so the comparison is like for like.
 fn raw_body(image: &str) -> ContainerCreateBody {
@@ -75,23 +75,6 @@ async fn raw_exec(d: &Docker, id: &str, cmd: &str) -> i64 {
     }
 }
 
-fn files_1000() -> Vec<(String, Vec<u8>)> {
-    (0..1000)
-        .map(|i| (format!("workspace/bench/d{}/f{i}.txt", i % 20), format!("content of file {i}\n").into_bytes()))
-        .collect()
-}
-
-fn raw_tar(files: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (p, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        b.append_data(&mut h, p, &data[..]).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
 async fn raw_read(d: &Docker, id: &str, path: &str) -> Vec<u8> {
     let opts = DownloadFromContainerOptionsBuilder::default().path(path).build();
     let bytes: Vec<u8> = d
@@ -109,42 +92,45 @@ async fn raw_read(d: &Docker, id: &str, path: &str) -> Vec<u8> {
     out
 }
 
-#[derive(Default)]
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    async fn time<T, F: Future<Output = T>>(&mut self, f: F) -> T {
-        let t = Instant::now();
-        let v = f.await;
-        self.0.push(t.elapsed());
-        v
+/// A tar of the host directory `root` under `prefix` (relative to `/`), leaving out [`EXCLUDES`]
+/// at any depth, as a raw caller would build it.
+fn tar_host_dir(root: &Path, prefix: &str) -> Vec<u8> {
+    fn walk(b: &mut tar::Builder<Vec<u8>>, dir: &Path, rel: &str) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if EXCLUDES.contains(&name.as_str()) {
+                continue;
+            }
+            let path = format!("{rel}/{name}");
+            if e.file_type().unwrap().is_dir() {
+                b.append_dir(&path, e.path()).unwrap();
+                walk(b, &e.path(), &path);
+            } else {
+                b.append_path_with_name(e.path(), &path).unwrap();
+            }
+        }
     }
-    fn pct(&self, p: f64) -> f64 {
-        let mut v: Vec<f64> = self.0.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[((v.len() - 1) as f64 * p).round() as usize]
-    }
+    let mut b = tar::Builder::new(Vec::new());
+    walk(&mut b, root, prefix);
+    b.into_inner().unwrap()
 }
 
-fn row(op: &str, ours: &Samples, raw: &Samples) {
-    let (o, r) = (ours.pct(0.5), raw.pct(0.5));
-    println!("{op:<24} {o:>10.2} {r:>10.2} {:>8.2}x {:>10.2} {:>10.2}", o / r, ours.pct(0.9), raw.pct(0.9));
+/// Raw `docker run`-style validation: a container, the project copied in, install and test, removed.
+async fn raw_validate(d: &Docker, project: &Path) -> bool {
+    let id = raw_create(d, NODE_IMAGE).await;
+    let opts = UploadToContainerOptionsBuilder::default().path("/").build();
+    d.upload_to_container(&id, Some(opts), body_full(tar_host_dir(project, "workspace").into())).await.unwrap();
+    let ok = raw_exec(d, &id, NODE_INSTALL).await == 0 && raw_exec(d, &id, NODE_TEST).await == 0;
+    raw_remove(d, &id).await;
+    ok
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks for a list; this is a bench binary, not tests
-    }
-    let n: usize = std::env::var("BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
-    if let Err(why) = dagger_sandbox::engines::docker_available().await {
-        println!("SKIPPED: docker_vs_raw: no Docker engine ({why})");
-        return;
-    }
+/// Runs every operation `n` times (`n_slow` for refresh and validate) through our API and raw.
+pub async fn run(n: usize, n_slow: usize, cli: Option<&Path>) -> Ops {
     let d = Docker::connect_with_defaults().unwrap();
     let cfg = SandboxConfig::new().backend(BackendChoice::Docker).image(IMAGE);
-    let [mut oc, mut rc, mut oe, mut re, mut ow, mut rw, mut or_, mut rr, mut of, mut rf]: [Samples; 10] =
-        Default::default();
+    let mut ops = Ops::default();
 
     // Warm up both paths once.
     let sb = Sandbox::create(cfg.clone()).await.unwrap();
@@ -164,25 +150,29 @@ async fn main() {
     .unwrap();
 
     for _ in 0..n {
-        let s = oc.time(Sandbox::create(cfg.clone())).await.unwrap();
+        let s = ops.create.ours.time(Sandbox::create(cfg.clone())).await.unwrap();
         s.close().await.unwrap();
-        let id = rc.time(raw_create(&d, IMAGE)).await;
+        let id = ops.create.raw.time(raw_create(&d, IMAGE)).await;
         raw_remove(&d, &id).await;
 
-        oe.time(sb.exec("true", ExecOptions::new())).await.unwrap();
-        re.time(raw_exec(&d, &raw, "true")).await;
+        ops.exec.ours.time(sb.exec("true", ExecOptions::new())).await.unwrap();
+        ops.exec.raw.time(raw_exec(&d, &raw, "true")).await;
 
-        ow.time(sb.write_files(ours_files.clone())).await.unwrap();
-        let up =
-            rw.time(async { d.upload_to_container(&raw, Some(opts.clone()), body_full(raw_tar(&files).into())).await });
+        ops.write.ours.time(sb.write_files(ours_files.clone())).await.unwrap();
+        let up = ops
+            .write
+            .raw
+            .time(async { d.upload_to_container(&raw, Some(opts.clone()), body_full(raw_tar(&files).into())).await });
         up.await.unwrap();
 
-        assert_eq!(or_.time(sb.read_file("/workspace/one.txt")).await.unwrap(), b"hello\n");
-        assert_eq!(rr.time(raw_read(&d, &raw, "/workspace/one.txt")).await, b"hello\n");
+        assert_eq!(ops.read.ours.time(sb.read_file("/workspace/one.txt")).await.unwrap(), b"hello\n");
+        assert_eq!(ops.read.raw.time(raw_read(&d, &raw, "/workspace/one.txt")).await, b"hello\n");
 
-        let f = of.time(sb.fork()).await.unwrap();
+        let f = ops.fork.ours.time(sb.fork()).await.unwrap();
         f.close().await.unwrap();
-        let (snap, child) = rf
+        let (snap, child) = ops
+            .fork
+            .raw
             .time(async {
                 let snap = d
                     .commit_container(
@@ -205,15 +195,37 @@ async fn main() {
     sb.close().await.unwrap();
     raw_remove(&d, &raw).await;
 
-    let v = dagger_sandbox::engines::docker_available().await.unwrap();
-    println!("docker backend vs raw bollard, Docker {} (API {}), n={n}, times in ms", v.version, v.api_version);
-    println!(
-        "{:<24} {:>10} {:>10} {:>9} {:>10} {:>10}",
-        "operation", "ours p50", "raw p50", "ratio", "ours p90", "raw p90"
-    );
-    row("create (+start)", &oc, &rc);
-    row("exec round trip", &oe, &re);
-    row("writeFiles 1000 files", &ow, &rw);
-    row("readFile", &or_, &rr);
-    row("fork", &of, &rf);
+    let node_dir = tempfile::tempdir().unwrap();
+    node_project(node_dir.path());
+    for _ in 0..n_slow {
+        let project = tempfile::tempdir().unwrap();
+        project_5000(project.path());
+        let s = Sandbox::create(cfg.clone()).await.unwrap();
+        let refresh = || s.refresh_from_host(project.path(), "/workspace/app", RefreshOptions::exclude(EXCLUDES));
+        ops.refresh_cold.ours.time(refresh()).await.unwrap();
+        ops.refresh_again.ours.time(refresh()).await.unwrap();
+        s.close().await.unwrap();
+        let id = raw_create(&d, IMAGE).await;
+        for p in [&mut ops.refresh_cold.raw, &mut ops.refresh_again.raw] {
+            let tar = p.time(async {
+                let tar = tar_host_dir(project.path(), "workspace/app");
+                d.upload_to_container(&id, Some(opts.clone()), body_full(tar.into())).await
+            });
+            tar.await.unwrap();
+        }
+        raw_remove(&d, &id).await;
+
+        if let Some(cli) = cli {
+            let ok = ops.validate.ours.time(validate_cli(cli, node_dir.path(), "docker", NODE_IMAGE)).await;
+            assert!(ok, "validate of the node project failed on docker");
+        }
+        assert!(ops.validate.raw.time(raw_validate(&d, node_dir.path())).await, "raw validate failed");
+    }
+    ops
+}
+
+/// Whether `docker` answers, for the header.
+pub async fn describe() -> Option<String> {
+    let v = dagger_sandbox::engines::docker_available().await.ok()?;
+    Some(format!("Docker {} (API {})", v.version, v.api_version))
 }
