@@ -1,28 +1,23 @@
-//! Files on Dagger, one engine operation each. In: the whole tar as one blob, extracted by the
-//! image's `tar` in one exec (tar semantics, the same as the Docker archive API: directories that
-//! exist keep their owner and mode, which copying a directory onto the rootfs would not promise).
-//! Out: `tar | base64` or `base64` on stdout, because the File text API corrupts binary data.
+//! Files on Dagger, one engine operation each, each by whichever way measured fastest on a live
+//! v0.21.8 engine (docs/DAGGER.md, "Which engine API for which operation"):
+//! * in: the whole tar staged as one host file (`Host.file`) and extracted by the image's `tar` in
+//!   one exec, 216 ms for 1,000 files against 1,359 ms for `withDirectory`; tar semantics also
+//!   keep the owner and mode of directories that exist;
+//! * out: `File.export` and `Directory.export` to a private host directory, streamed by the
+//!   engine's file sync: 12 ms against 94 ms (`base64` on stdout) for a 1 KiB read, 467 ms against
+//!   2,393 ms and a fifth of the memory for 10 MiB, 962 ms against 1,367 ms for 1,000 files;
+//! * listings: a `stat` script (names, kinds and sizes in one exec; `Directory.entries` is faster
+//!   but has names only).
+//!
 //! Reads run on the latest state without waiting for a running mutation; their results are never
 //! kept (so they may be served from the engine's cache: the state they read is immutable).
 
-use base64::Engine as _;
+use dagger_sdk::{ContainerStatOpts, FileType};
 
-use super::{run, script_argv, sdk, Inner};
+use super::{join_error, run, script_argv, sdk, Inner};
 use crate::backend::{parse_stat_lines, DirEntry, EntryKind};
 use crate::error::{Error, Result};
 use crate::paths::SandboxPath;
-
-/// What is at `$0`, not following a final symlink: one letter.
-const STAT: &str = "if [ -L \"$0\" ]; then echo l; elif [ -d \"$0\" ]; then echo d; \
-    elif [ -f \"$0\" ]; then echo f; elif [ -e \"$0\" ]; then echo o; else echo n; fi";
-
-/// The bytes of the regular file at `$0` (symlinks followed), base64; special exit codes say why not.
-const READ: &str = "if [ -d \"$0\" ]; then exit 21; fi; if [ ! -e \"$0\" ]; then exit 2; fi; \
-    if [ ! -f \"$0\" ]; then exit 22; fi; base64 < \"$0\"";
-
-/// A tar of the directory `$0`, entries relative to it, base64.
-const DOWNLOAD: &str = "cd -- \"$0\" 2>/dev/null || exit 2; \
-    { tar -cf - . || echo __DAGGER_SANDBOX_TAR_FAILED__ >&2; } | base64";
 
 /// Extracts the staged tar `$0` at `/` and removes it.
 const UPLOAD: &str = "tar -xf \"$0\" -C /; rc=$?; rm -f -- \"$0\"; exit $rc";
@@ -33,12 +28,6 @@ const REMOVE: &str = "rm -rf -- \"$0\"";
 /// Mode, size and name of each entry of `$0` (the same listing as the docker backend).
 const LIST: &str = "cd -- \"$0\" || exit 2; for f in * .*; do case \"$f\" in .|..) continue;; esac; \
     if [ -e \"$f\" ] || [ -L \"$f\" ]; then stat -c '%f %s %n' -- \"$f\" || exit 3; fi; done";
-
-/// Decodes `base64` output (wrapped at 76 columns by busybox and coreutils).
-pub(super) fn decode(text: &str) -> std::result::Result<Vec<u8>, base64::DecodeError> {
-    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(compact)
-}
 
 /// Whether a failed extraction was a file where a directory is needed, or the other way round.
 pub(super) fn is_type_clash(stderr: &str) -> bool {
@@ -79,58 +68,100 @@ pub(super) async fn upload(inner: &Inner, tar: Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// A tar of the directory at `path`, entries relative to it.
+/// A tar of the directory at `path`, entries relative to it: `Directory.export` to a private
+/// host directory, packed there (the caller unpacks it with the host-side safety rules).
 pub(super) async fn download(inner: &Inner, path: &SandboxPath) -> Result<Vec<u8>> {
-    let ran = inner.helper("exporting a directory", DOWNLOAD, path.as_str()).await?;
-    if ran.code == 2 {
-        return Err(Error::not_found(&inner.id, "directory", path.to_string()));
+    inner.check_open()?;
+    let op = "exporting a directory";
+    let tmp = stage_dir(inner, op)?;
+    let dest = tmp.path().join("out");
+    let dir = inner.current().directory(path.as_str());
+    let target = dest.to_string_lossy().into_owned();
+    if let Err(e) = sdk(&inner.id, op, inner.opts.call_timeout, async move { dir.export(target).await }).await {
+        // Say why in the sandbox's own terms when the path is not there (the caller checked it
+        // was, but a state can change between calls).
+        return match native_stat(inner, path, true, op).await {
+            Ok(None) => Err(Error::not_found(&inner.id, "directory", path.to_string())),
+            _ => Err(e),
+        };
     }
-    if ran.code != 0 || ran.stderr.contains("__DAGGER_SANDBOX_TAR_FAILED__") {
-        return Err(Error::engine(
-            &inner.id,
-            "exporting a directory",
-            format!("tar of {path} failed (exit {}): {}", ran.code, ran.stderr.trim()),
-        ));
-    }
-    decode(&ran.stdout)
-        .map_err(|e| Error::engine(&inner.id, "exporting a directory", format!("bad base64 from the sandbox: {e}")))
+    let id = inner.id.clone();
+    tokio::task::spawn_blocking(move || pack_exported(&dest))
+        .await
+        .map_err(|e| join_error(&id, op, e))?
+        .map_err(|e| Error::io(format!("sandbox {id}: packing the exported directory"), e))
 }
 
-/// The bytes of a regular file, byte for byte.
+/// A private host directory for an export, removed when dropped.
+fn stage_dir(inner: &Inner, op: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("dagger-sandbox-export-")
+        .tempdir()
+        .map_err(|e| Error::io(format!("sandbox {}: {op}: making a host directory to receive it", inner.id), e))
+}
+
+/// A tar of `dir`'s contents (`./a`, `./sub/b`), symlinks as links, as the docker backend returns it.
+pub(super) fn pack_exported(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", dir)?;
+    b.into_inner()
+}
+
+/// The bytes of a regular file, byte for byte: `File.export` to a private host file, after a
+/// native `stat` (following symlinks) checked that it is one: exporting a FIFO hangs the engine's
+/// file sync (seen live), and the `stat` says why a path cannot be read.
 pub(super) async fn read_file(inner: &Inner, path: &SandboxPath) -> Result<Vec<u8>> {
-    let ran = inner.helper("reading a file", READ, path.as_str()).await?;
-    match ran.code {
-        0 => decode(&ran.stdout)
-            .map_err(|e| Error::engine(&inner.id, "reading a file", format!("bad base64 from the sandbox: {e}"))),
-        2 => Err(Error::not_found(&inner.id, "file", path.to_string())),
-        21 => Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", inner.id))),
-        22 => Err(Error::InvalidArgument(format!("sandbox {}: {path} is not a regular file", inner.id))),
-        code => Err(Error::engine(
-            &inner.id,
-            "reading a file",
-            format!("reading {path} exited {code}: {}", ran.stderr.trim()),
-        )),
+    inner.check_open()?;
+    let op = "reading a file";
+    match native_stat(inner, path, true, op).await? {
+        None => return Err(Error::not_found(&inner.id, "file", path.to_string())),
+        Some(EntryKind::Dir) => {
+            return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", inner.id)))
+        }
+        Some(EntryKind::File) => {}
+        Some(_) => return Err(Error::InvalidArgument(format!("sandbox {}: {path} is not a regular file", inner.id))),
     }
+    let tmp = stage_dir(inner, op)?;
+    let dest = tmp.path().join("file");
+    let file = inner.current().file(path.as_str());
+    let target = dest.to_string_lossy().into_owned();
+    sdk(&inner.id, op, inner.opts.call_timeout, async move { file.export(target).await }).await?;
+    tokio::fs::read(&dest).await.map_err(|e| Error::io(format!("sandbox {}: reading the exported file", inner.id), e))
+}
+
+/// What is at `path` by the engine's own `stat` (no container is run): `None` when it does not
+/// exist (or a parent is not a directory).
+async fn native_stat(inner: &Inner, path: &SandboxPath, follow: bool, op: &str) -> Result<Option<EntryKind>> {
+    inner.check_open()?;
+    let opts = ContainerStatOpts { do_not_follow_symlinks: Some(!follow) };
+    let st = inner.current().stat_opts(path.as_str(), opts);
+    match sdk(&inner.id, op, inner.opts.call_timeout, async move { st.file_type().await }).await {
+        Ok(t) => Ok(Some(kind_of(&t))),
+        Err(Error::Engine { message, .. }) if is_missing(&message) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The sandbox's kind for the engine's file type.
+pub(super) fn kind_of(t: &FileType) -> EntryKind {
+    match t {
+        FileType::Regular | FileType::RegularType => EntryKind::File,
+        FileType::Directory | FileType::DirectoryType => EntryKind::Dir,
+        FileType::Symlink | FileType::SymlinkType => EntryKind::Symlink,
+        FileType::Unknown => EntryKind::Other,
+    }
+}
+
+/// Whether an engine `stat` failed because the path is not there (`stat /x: no such file or
+/// directory`, or a parent that is a file).
+pub(super) fn is_missing(message: &str) -> bool {
+    message.contains("no such file or directory") || message.contains("not a directory")
 }
 
 /// What is at `path`, not following a final symlink.
 pub(super) async fn stat(inner: &Inner, path: &SandboxPath) -> Result<Option<EntryKind>> {
-    let ran = inner.helper("checking a path", STAT, path.as_str()).await?;
-    parse_stat(ran.stdout.trim()).ok_or_else(|| {
-        Error::engine(&inner.id, "checking a path", format!("unexpected answer {:?} {:?}", ran.stdout, ran.stderr))
-    })
-}
-
-/// The answer of [`STAT`].
-pub(super) fn parse_stat(letter: &str) -> Option<Option<EntryKind>> {
-    Some(match letter {
-        "l" => Some(EntryKind::Symlink),
-        "d" => Some(EntryKind::Dir),
-        "f" => Some(EntryKind::File),
-        "o" => Some(EntryKind::Other),
-        "n" => None,
-        _ => return None,
-    })
+    native_stat(inner, path, false, "checking a path").await
 }
 
 /// Removes `path` recursively (the caller has checked it exists: Dagger's own `withoutFile` would
@@ -178,26 +209,38 @@ mod tests {
     }
 
     #[test]
-    fn wrapped_base64_decodes_byte_exact() {
-        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
-        let wrapped: String =
-            b64.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap().to_string() + "\n").collect();
-        assert_eq!(decode(&wrapped).unwrap(), data);
-        assert!(decode("not base64!").is_err());
+    fn an_exported_directory_is_packed_with_relative_entries_and_links_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/b.txt"), b"bee").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("abs-link")).unwrap();
+        let tar = pack_exported(d).unwrap();
+        let mut ar = tar::Archive::new(&tar[..]);
+        let mut seen: Vec<(String, tar::EntryType)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().entry_type())
+            })
+            .collect();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.trim_start_matches("./")).collect();
+        assert!(names.contains(&"sub/b.txt") && names.contains(&"abs-link"), "{names:?}");
+        let link = seen.iter().find(|(n, _)| n.ends_with("abs-link")).unwrap();
+        assert_eq!(link.1, tar::EntryType::Symlink, "a link is exported as a link, never followed");
     }
 
     #[test]
     fn a_staged_write_batch_is_one_tar_blob_that_round_trips() {
-        // What upload sends: the batch as one tar, base64 in one blob argument.
+        // What upload stages on the host for Host.file: the batch as one tar.
         let mut w = TarWriter::new();
         w.file(&sp("/workspace/a.txt"), b"a", 0o644).unwrap();
         w.file(&sp("/workspace/bin/run.sh"), b"#!/bin/sh\n", 0o755).unwrap();
         w.file(&sp("/workspace/blob.bin"), &[0, 0xff, 0xfe, b'\n'], 0o600).unwrap();
         let tar = w.finish().unwrap();
-        let wire = base64::engine::general_purpose::STANDARD.encode(&tar);
-        let back = decode(&wire).unwrap();
-        let mut ar = tar::Archive::new(&back[..]);
+        let mut ar = tar::Archive::new(&tar[..]);
         let got: Vec<(String, u32, Vec<u8>)> = ar
             .entries()
             .unwrap()
@@ -219,11 +262,15 @@ mod tests {
     }
 
     #[test]
-    fn stat_answers_map_to_kinds_and_garbage_is_refused() {
-        assert_eq!(parse_stat("d"), Some(Some(EntryKind::Dir)));
-        assert_eq!(parse_stat("l"), Some(Some(EntryKind::Symlink)));
-        assert_eq!(parse_stat("n"), Some(None));
-        assert_eq!(parse_stat("sh: not found"), None);
+    fn engine_file_types_map_to_kinds_and_missing_paths_are_recognised() {
+        assert_eq!(kind_of(&FileType::Regular), EntryKind::File);
+        assert_eq!(kind_of(&FileType::DirectoryType), EntryKind::Dir);
+        assert_eq!(kind_of(&FileType::Symlink), EntryKind::Symlink);
+        assert_eq!(kind_of(&FileType::Unknown), EntryKind::Other, "a FIFO is UNKNOWN, never read as a file");
+        // The engine's words, as seen live.
+        assert!(is_missing("stat /nope/x: no such file or directory"));
+        assert!(is_missing("stat /workspace/a.txt/b: not a directory"));
+        assert!(!is_missing("failed to resolve source metadata"));
     }
 
     #[test]

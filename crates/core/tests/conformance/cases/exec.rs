@@ -160,7 +160,15 @@ pub(super) async fn a_stream_receiver_that_never_reads_cannot_outlive_the_timeou
     let r = sb
         .exec("yes streaming | head -c 20000000", ExecOptions::new().output(tx).timeout(Duration::from_millis(1500)))
         .await;
-    expect_code(r, ErrorCode::Timeout);
+    if h.streams_output() {
+        expect_code(r, ErrorCode::Timeout);
+    } else if let Ok(done) = &r {
+        // Output in one piece (Dagger): the command may end in time, its output capped in the
+        // engine; the receiver got what fit, and the call did not wait for it.
+        assert!(done.truncated && done.stdout_dropped > 0, "{:?}", done.stdout.len());
+    } else {
+        expect_code(r, ErrorCode::Timeout);
+    }
     assert!(t.elapsed() < Duration::from_secs(15), "a stuck receiver held the call for {:?}", t.elapsed());
     sb.close().await.unwrap();
 }
