@@ -14,6 +14,8 @@ pub const NODE_IMAGE: &str = "dagger-sandbox-test/node:latest";
 pub struct Harness {
     pub kind: BackendKind,
     pub image: String,
+    /// An image with Node for the Node cases, where this backend can reach one.
+    pub node_image: Option<String>,
 }
 
 /// Whether a backend can run here, or why not.
@@ -62,7 +64,7 @@ impl Harness {
 /// image is a hard failure, so CI can never pass by skipping the Docker suite.
 pub async fn probe(kind: BackendKind) -> Availability {
     match kind {
-        BackendKind::Local => Availability::Ready(Harness { kind, image: String::new() }),
+        BackendKind::Local => Availability::Ready(Harness { kind, image: String::new(), node_image: None }),
         BackendKind::Dagger => probe_dagger().await,
         BackendKind::Docker => {
             let require = std::env::var("DAGGER_SANDBOX_REQUIRE_DOCKER").as_deref() == Ok("1");
@@ -74,7 +76,11 @@ pub async fn probe(kind: BackendKind) -> Availability {
                 Ok(_) => None,
             };
             match why {
-                None => Availability::Ready(Harness { kind, image: BUSYBOX_IMAGE.into() }),
+                None => Availability::Ready(Harness {
+                    kind,
+                    image: BUSYBOX_IMAGE.into(),
+                    node_image: Some(NODE_IMAGE.into()),
+                }),
                 Some(why) if require => panic!("DAGGER_SANDBOX_REQUIRE_DOCKER=1 but {why}"),
                 Some(why) => Availability::Skipped(why),
             }
@@ -115,7 +121,9 @@ async fn probe_dagger() -> Availability {
     let why = match tokio::time::timeout(bound + Duration::from_secs(60), Sandbox::create(cfg)).await {
         Ok(Ok(sb)) => {
             let _ = sb.close().await;
-            return Availability::Ready(Harness { kind, image });
+            // The engine cannot see the local Docker store: a Node image comes from a registry.
+            let node_image = std::env::var("DAGGER_SANDBOX_TEST_DAGGER_NODE_IMAGE").ok().filter(|s| !s.is_empty());
+            return Availability::Ready(Harness { kind, image, node_image });
         }
         Ok(Err(e)) => format!("{}: {e}", e.code()),
         Err(_) => format!("creating a dagger sandbox took more than {} s", bound.as_secs() + 60),

@@ -24,7 +24,9 @@ fn main() {
     let rt = runtime();
     for kind in [BackendKind::Docker, BackendKind::Local, BackendKind::Dagger] {
         let availability = rt.block_on(probe(kind));
+        let has_node = matches!(&availability, Availability::Ready(h) if h.node_image.is_some());
         let applies = |s: Scope| match s {
+            Scope::Node => has_node || (kind == BackendKind::Docker && !matches!(availability, Availability::Ready(_))),
             Scope::All => true,
             Scope::Local => kind == BackendKind::Local,
             Scope::Docker => kind == BackendKind::Docker,

@@ -391,14 +391,7 @@ pub(crate) async fn shared(sources: &[Source], bound: Duration) -> Result<Arc<Se
 mod tests {
     use super::*;
     use crate::backend::dagger::detect::CliOrigin;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn exe(dir: &Path, name: &str, script: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, script).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
+    use crate::backend::dagger::fake_cli::exe;
 
     /// The line a fake CLI prints for `version`, as the real 0.21.8 CLI does.
     const VERSION_OK: &str =

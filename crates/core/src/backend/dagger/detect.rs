@@ -185,14 +185,7 @@ pub(crate) fn plausible(d: &Detection) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn exe(dir: &Path, name: &str, script: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, script).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
+    use crate::backend::dagger::fake_cli::exe;
 
     fn empty_env(tmp: &Path) -> HostEnv {
         HostEnv { path_dirs: vec![tmp.join("bin")], cache_dir: Some(tmp.join("cache/dagger")), ..Default::default() }

@@ -104,9 +104,16 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
     );
     let started = Instant::now();
     let pending = next.value().with_exec_opts(argv, exec_opts(stdin_text.as_deref(), stdin_file.as_deref()));
-    let evaluated = pending.sync().await;
+    // Every result is asked for at once, in one round trip: the engine evaluates the exec once and
+    // answers each query from it (a sync, then the reads, cost a round trip more, measured live).
+    let status = pending.file(STATUS_FILE);
+    let (synced, outputs, status) = tokio::join!(
+        pending.sync(),
+        async { tokio::try_join!(pending.stdout(), pending.stderr(), pending.exit_code()) },
+        status.contents()
+    );
     let elapsed = started.elapsed();
-    let done = match evaluated {
+    let done = match synced {
         Ok(done) => done,
         Err(e) => {
             // The command ran but the engine calls its end an error: a result, state unchanged.
@@ -122,9 +129,6 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
             };
         }
     };
-    let status = done.file(STATUS_FILE);
-    let (outputs, status) =
-        tokio::join!(async { tokio::try_join!(done.stdout(), done.stderr(), done.exit_code()) }, status.contents());
     let (stdout, stderr, code) = outputs.map_err(qe)?;
     // The wrapper's file has the real status; without it (no writable /tmp) the exit code is it.
     let (code, dropped) = match status.ok().as_deref().and_then(parse_status) {

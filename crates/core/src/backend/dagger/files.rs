@@ -108,26 +108,52 @@ pub(super) fn pack_exported(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
     b.into_inner()
 }
 
-/// The bytes of a regular file, byte for byte: `File.export` to a private host file, after a
-/// native `stat` (following symlinks) checked that it is one: exporting a FIFO hangs the engine's
-/// file sync (seen live), and the `stat` says why a path cannot be read.
+/// The bytes of a regular file, byte for byte: `File.export` to a private host file, while a
+/// native `stat` (following symlinks) checks that it is one. Both go out at once (one round trip);
+/// when the `stat` says it is not a regular file the export is abandoned, because exporting a FIFO
+/// hangs the engine's file sync (seen live), and the `stat` says why the path cannot be read.
 pub(super) async fn read_file(inner: &Inner, path: &SandboxPath) -> Result<Vec<u8>> {
     inner.check_open()?;
     let op = "reading a file";
-    match native_stat(inner, path, true, op).await? {
-        None => return Err(Error::not_found(&inner.id, "file", path.to_string())),
-        Some(EntryKind::Dir) => {
-            return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", inner.id)))
-        }
-        Some(EntryKind::File) => {}
-        Some(_) => return Err(Error::InvalidArgument(format!("sandbox {}: {path} is not a regular file", inner.id))),
-    }
     let tmp = stage_dir(inner, op)?;
     let dest = tmp.path().join("file");
     let file = inner.current().file(path.as_str());
     let target = dest.to_string_lossy().into_owned();
-    sdk(&inner.id, op, inner.opts.call_timeout, async move { file.export(target).await }).await?;
+    let export =
+        tokio::spawn(sdk_owned(
+            inner.id.clone(),
+            op,
+            inner.opts.call_timeout,
+            async move { file.export(target).await },
+        ));
+    let kind = native_stat(inner, path, true, op).await;
+    let refuse = |e: Error| {
+        export.abort();
+        Err(e)
+    };
+    match kind {
+        Err(e) => return refuse(e),
+        Ok(None) => return refuse(Error::not_found(&inner.id, "file", path.to_string())),
+        Ok(Some(EntryKind::Dir)) => {
+            return refuse(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", inner.id)))
+        }
+        Ok(Some(EntryKind::File)) => {}
+        Ok(Some(_)) => {
+            return refuse(Error::InvalidArgument(format!("sandbox {}: {path} is not a regular file", inner.id)))
+        }
+    }
+    export.await.map_err(|e| join_error(&inner.id, op, e))??;
     tokio::fs::read(&dest).await.map_err(|e| Error::io(format!("sandbox {}: reading the exported file", inner.id), e))
+}
+
+/// [`sdk`] with owned arguments, for a call spawned as a task of its own.
+async fn sdk_owned<T: Send + 'static>(
+    sandbox: String,
+    op: &'static str,
+    deadline: std::time::Duration,
+    fut: impl std::future::Future<Output = std::result::Result<T, dagger_sdk::errors::DaggerError>> + Send + 'static,
+) -> Result<T> {
+    sdk(&sandbox, op, deadline, fut).await
 }
 
 /// What is at `path` by the engine's own `stat` (no container is run): `None` when it does not

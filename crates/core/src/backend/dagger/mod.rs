@@ -1,13 +1,13 @@
-//! The dagger backend: the sandbox API on a Dagger engine through dagger-sdk. A sandbox is an
-//! immutable container value; every mutation (an exec, an upload, a delete) produces the next value,
-//! so a fork is a copy of one handle and costs nothing in the engine.
+//! The dagger backend: the sandbox API on a Dagger engine (the 0.21 line, verified live with
+//! v0.21.8) through dagger-sdk. A sandbox is an immutable container value; every mutation (an exec,
+//! an upload, a delete) produces the next value, so a fork is a copy of one handle and costs
+//! nothing in the engine.
 //!
-//! Only the GraphQL API is used (no host directories), so a sandbox works the same whether the
-//! engine is local or behind a remote runner. Files move as one tar per operation: in as a blob
-//! extracted by the image's `tar`, out as `tar | base64` on stdout (the text API would corrupt
-//! binary files). The image therefore needs `sh`, `tar`, `base64`, `stat`, `env` and `rm` (busybox
-//! or coreutils have them all); `timeout`, when present, also bounds each command in the engine.
-//! Written from the SDK's source and docs: no engine could be reached where it was built.
+//! Files move through the session's file sync (`Host.file` in, `File.export`/`Directory.export`
+//! out), which the CLI serves from this host: a remote engine works, a CLI on another machine does
+//! not. Commands run in a small shell wrapper (`wrapper.rs`), so the image needs `sh`, `tar`,
+//! `stat`, `env`, `rm`, `head`, `tail` and `wc` (busybox or coreutils have them all); `timeout`,
+//! when present, also bounds each command in the engine.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,6 +29,8 @@ mod connect;
 mod detect;
 mod error;
 mod exec;
+#[cfg(test)]
+mod fake_cli;
 mod files;
 mod secrets;
 mod state;
@@ -93,15 +95,22 @@ async fn sdk<T: Send + 'static>(
     fut: impl Future<Output = std::result::Result<T, DaggerError>> + Send + 'static,
 ) -> Result<T> {
     let task = tokio::spawn(fut);
-    let abort = task.abort_handle();
+    // Whoever stops waiting (the deadline, or a caller that drops this future) ends the query.
+    let _abort = AbortOnDrop(task.abort_handle());
     match tokio::time::timeout(deadline, task).await {
         Ok(Ok(Ok(v))) => Ok(v),
         Ok(Ok(Err(e))) => Err(query_error(sandbox, op, &e)),
         Ok(Err(j)) => Err(join_error(sandbox, op, j)),
-        Err(_) => {
-            abort.abort();
-            Err(deadline_error(sandbox, op, deadline))
-        }
+        Err(_) => Err(deadline_error(sandbox, op, deadline)),
+    }
+}
+
+/// Aborts a task when dropped: a detached query would otherwise run on with nobody waiting.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -152,7 +161,7 @@ fn script_argv(script: &str, args: &[&str]) -> Vec<String> {
 /// but kills after whole seconds (seen live: both after 1.0 s), which made a command killed at its
 /// limit look like one that exited 137 early.
 const PROBE: &str = "mkdir -p -- \"$0\" || exit 3; m=''; \
-    for t in tar base64 stat env rm; do command -v \"$t\" >/dev/null 2>&1 || m=\"$m $t\"; done; \
+    for t in tar stat env rm head tail wc; do command -v \"$t\" >/dev/null 2>&1 || m=\"$m $t\"; done; \
     echo \"missing:$m\"; \
     if timeout --version 2>&1 | grep -q GNU && timeout -s KILL 0.5 true >/dev/null 2>&1; then echo timeout:fractional; \
     elif timeout -s KILL 1 true >/dev/null 2>&1; then echo timeout:whole; else echo timeout:none; fi";
@@ -236,7 +245,7 @@ impl DaggerEngine {
         let (missing, timeout_tool) = parse_probe(&ran.stdout);
         if !missing.is_empty() {
             return Err(Error::InvalidArgument(format!(
-                "image {image} lacks {} that the dagger backend needs to move files (sh, tar, base64, stat, env, rm; \
+                "image {image} lacks {} that the dagger backend needs (sh, tar, stat, env, rm, head, tail, wc; \
                  busybox or coreutils provide them)",
                 missing.join(", ")
             )));
@@ -335,7 +344,12 @@ impl Inner {
         .map_err(|e| join_error(&self.id, op, e))?
         .map_err(|e| Error::io(format!("sandbox {}: staging file contents on the host", self.id), e))?;
         let (dir, path) = dir;
-        let file = self.conn.host().file(path.to_string_lossy().into_owned());
+        // The engine caches host paths for the whole session, and a reused path would serve the
+        // old bytes (seen live): the path is unique, and `noCache` says so to the engine too.
+        let file = self
+            .conn
+            .host()
+            .file_opts(path.to_string_lossy().into_owned(), dagger_sdk::HostFileOpts { no_cache: Some(true) });
         let id = sdk(&self.id, op, self.opts.call_timeout, async move { file.id().await }).await?;
         Ok((id, dir))
     }
@@ -467,6 +481,21 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("did not answer within 300 ms") && text.contains("reading a file"), "{text}");
         drop(stalled);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_engine_call_ends_its_query() {
+        // The query's task must not outlive its caller: dropping the call drops the query.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let call = sdk("sbx-1", "exporting", Duration::from_secs(60), async move {
+            let _tx = tx; // dropped when this task ends
+            std::future::pending::<std::result::Result<(), DaggerError>>().await
+        });
+        let handle = tokio::spawn(call);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        handle.abort();
+        let ended = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        assert!(matches!(ended, Ok(Err(_))), "the query's task kept running after its caller left");
     }
 
     #[test]

@@ -195,17 +195,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_cli_is_asked_its_version_without_the_update_check() {
-        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
-        let cli = tmp.path().join("dagger");
         // Answers like the real CLI, and only when the update check is off.
-        std::fs::write(
-            &cli,
+        let cli = crate::backend::dagger::fake_cli::exe(
+            tmp.path(),
+            "dagger",
             "#!/bin/sh\n[ \"$1\" = version ] && [ -n \"$DAGGER_NO_UPDATE_CHECK\" ] && \
              echo 'dagger v0.20.1 (image://registry.dagger.io/engine:v0.20.1) linux/amd64'\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         assert_eq!(cli_version(&cli).await.unwrap(), "0.20.1");
         std::fs::write(&cli, "#!/bin/sh\necho nope >&2\nexit 3\n").unwrap();
         let err = cli_version(&cli).await.unwrap_err();

@@ -224,3 +224,21 @@ pub(super) async fn a_timed_out_command_keeps_the_files_it_wrote(h: Harness) {
     assert_eq!(kept, "data\n");
     sb.close().await.unwrap();
 }
+
+pub(super) async fn one_exec_runs_once_so_its_output_and_files_agree(h: Harness) {
+    let sb = h.create().await;
+    // Engines that answer several queries about one exec must run it once: the printed value
+    // and the file written in the same run are the same.
+    for _ in 0..3 {
+        let r = sb
+            .exec(
+                "u=$(cat /proc/sys/kernel/random/uuid); echo \"$u\" > stamp; echo \"$u\"; echo run >> runs",
+                ExecOptions::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(sb.read_to_string("stamp").await.unwrap(), r.stdout, "the kept state is from another run");
+    }
+    assert_eq!(sb.read_to_string("runs").await.unwrap(), "run\nrun\nrun\n");
+    sb.close().await.unwrap();
+}

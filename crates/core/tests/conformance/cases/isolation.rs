@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dagger_sandbox::{ErrorCode, ExecOptions};
 
-use crate::harness::{expect_code, Harness, NODE_IMAGE};
+use crate::harness::{expect_code, Harness};
 
 pub(super) async fn network_is_off_by_default(h: Harness) {
     let sb = h.create().await;
@@ -30,7 +30,8 @@ pub(super) async fn memory_and_pids_limits_are_applied(h: Harness) {
 }
 
 pub(super) async fn node_project_runs_its_tests(h: Harness) {
-    let sb = h.create_with(h.config().image(NODE_IMAGE)).await;
+    let image = h.node_image.clone().expect("scoped to backends with a Node image");
+    let sb = h.create_with(h.config().image(image)).await;
     sb.write_files([
         ("package.json", r#"{"name":"demo","version":"1.0.0","type":"module"}"#),
         ("sum.js", "export const sum = (a, b) => a + b;\n"),

@@ -27,9 +27,12 @@ pub enum Scope {
     All,
     /// Only the local backend (host-escape checks).
     Local,
-    /// Only docker: what Dagger cannot do per container (network switch, cgroup limits, locally
-    /// imported images), listed in docs/DAGGER.md's differences table.
+    /// Only docker: what Dagger cannot do per container (a network switch, cgroup limits), listed
+    /// in docs/DAGGER.md's differences table.
     Docker,
+    /// Backends that can reach an image with Node: docker (a local image), dagger when
+    /// `DAGGER_SANDBOX_TEST_DAGGER_NODE_IMAGE` names one in a registry the engine reaches.
+    Node,
     /// Only Dagger: what its engine does and the others do not (secret scrubbing).
     Dagger,
     /// Backends with a live container or directory per sandbox (docker, local): services and
@@ -82,13 +85,14 @@ cases! {
     All a_symlinked_workdir_works,
     All any_exit_status_and_death_by_signal_is_a_result_with_output_and_files,
     All a_timed_out_command_keeps_the_files_it_wrote,
+    All one_exec_runs_once_so_its_output_and_files_agree,
     Dagger secret_values_are_scrubbed_from_output,
     Live serve_forwards_a_port_streams_output_and_stops,
     Live serve_reports_a_service_that_dies_or_never_listens,
     Live reattach_takes_back_a_sandbox_whose_handle_was_lost,
     Docker network_is_off_by_default,
     Docker memory_and_pids_limits_are_applied,
-    Docker node_project_runs_its_tests,
+    Node node_project_runs_its_tests,
     Local symlinks_and_dot_dot_never_reach_outside_the_sandbox,
     Local close_stops_processes_a_command_left_running,
 }
