@@ -113,6 +113,17 @@ pub fn parse(line: &[u8]) -> Result<Option<Incoming>, (Value, RpcError)> {
     };
     let id = match obj.remove("id") {
         None => None,
+        // An integer beyond 64 bits would come back as a float (1.2345678901234568e+29), which
+        // no client could match to its request: such ids are refused, not altered.
+        Some(Value::Number(n)) if n.is_f64() => {
+            return Err((
+                Value::Null,
+                RpcError::new(
+                    codes::INVALID_REQUEST,
+                    format!("invalid request: a numeric `id` must be an integer within 64 bits, got {n}; use a string"),
+                ),
+            ))
+        }
         Some(id @ (Value::Number(_) | Value::String(_))) => Some(id),
         Some(other) => {
             return Err((
@@ -204,6 +215,14 @@ mod tests {
         assert_eq!(code_of(r#"{"id":1,"method":"m"}"#), codes::INVALID_REQUEST);
         assert_eq!(code_of(r#"{"jsonrpc":"1.0","id":1,"method":"m"}"#), codes::INVALID_REQUEST);
         assert_eq!(code_of(r#"{"jsonrpc":"2.0","id":{},"method":"m"}"#), codes::INVALID_REQUEST);
+        // Ids that JSON parsing would turn into floats are refused, never echoed altered.
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"m"}"#),
+            codes::INVALID_REQUEST
+        );
+        assert_eq!(code_of(r#"{"jsonrpc":"2.0","id":1.5,"method":"m"}"#), codes::INVALID_REQUEST);
+        let big = parse(br#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"m"}"#).unwrap().unwrap();
+        assert!(matches!(big, Incoming::Request { id, .. } if id == json!(u64::MAX)));
         assert_eq!(code_of(r#"{"jsonrpc":"2.0","id":1,"method":5}"#), codes::INVALID_REQUEST);
         // The id is echoed when it could be read.
         assert_eq!(parse(br#"{"jsonrpc":"1.0","id":9,"method":"m"}"#).unwrap_err().0, json!(9));

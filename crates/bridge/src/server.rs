@@ -144,6 +144,15 @@ impl Server {
     }
 }
 
+/// The answer to a request that the bridge's shutdown (EOF or `shutdown`) cut short.
+fn closed_by_shutdown(key: &str) -> RpcError {
+    RpcError {
+        code: codes::SANDBOX_ERROR,
+        message: format!("request {key} did not finish: the bridge is shutting down (stdin closed or `shutdown`)"),
+        data: Some(json!({"code": dagger_sandbox::ErrorCode::Closed.as_str()})),
+    }
+}
+
 /// Serves the protocol on `input`/`output` until EOF or `shutdown`, then closes every sandbox.
 pub async fn run<R, W>(input: R, output: W, max_line: usize)
 where
@@ -234,7 +243,11 @@ where
             let msg = match result {
                 Ok(v) => response(&id, v),
                 Err(mut e) => {
-                    if e.code == codes::REQUEST_CANCELLED {
+                    if e.code == codes::REQUEST_CANCELLED && server.shutting_down.load(Ordering::SeqCst) {
+                        // Cancelled by the shutdown, not by the client: the documented answer for
+                        // requests in flight at EOF or `shutdown` is CLOSED.
+                        e = closed_by_shutdown(&key);
+                    } else if e.code == codes::REQUEST_CANCELLED {
                         e.message = format!("request {key} was cancelled");
                     }
                     error_response(&id, &e)

@@ -329,6 +329,13 @@ impl Sandbox {
         let mut resolved = Vec::new();
         for f in files {
             let f: FileWrite = f.into();
+            if f.mode > 0o7777 {
+                // Masking would silently write something else (99999999 became 0377).
+                return Err(Error::InvalidArgument(format!(
+                    "{}: mode {:#o} is not a permission mode (at most 0o7777)",
+                    f.path, f.mode
+                )));
+            }
             let p = self.resolve_path(&f.path)?;
             if p.is_root() {
                 return Err(Error::invalid_path(f.path, "cannot write a file over the sandbox root"));

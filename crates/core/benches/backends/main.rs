@@ -6,7 +6,8 @@
 //! `DAGGER_SESSION_PORT` or `dagger` on PATH), with `BENCH_DAGGER_IMAGE` and `BENCH_DAGGER_NODE_IMAGE`
 //! (default `alpine:3.22` and `node:22-bookworm-slim`). The validate row runs the CLI binary
 //! (`cargo build -p dagger-sandbox-cli` first). `BENCH_N` sets iterations (default 30),
-//! `BENCH_N_SLOW` those of refresh and validate (default 5).
+//! `BENCH_N_SLOW` those of refresh and validate (default 5); `BENCH_BACKENDS=dagger` (or `docker`)
+//! measures one side only, for quick comparisons; the published table comes from one run of both.
 
 mod raw_dagger;
 mod raw_docker;
@@ -76,7 +77,9 @@ async fn main() {
             "note: no target/debug/dagger-sandbox: the validate row shows raw only (cargo build -p dagger-sandbox-cli)"
         );
     }
+    let wanted = |b: &str| std::env::var("BENCH_BACKENDS").map(|v| v.split(',').any(|x| x.trim() == b)).unwrap_or(true);
     let docker = match raw_docker::describe().await {
+        Some(_) if !wanted("docker") => None,
         Some(v) => {
             let ops = raw_docker::run(n, n_slow, cli.as_deref()).await;
             Some((v, ops))
@@ -86,7 +89,9 @@ async fn main() {
             None
         }
     };
-    let dagger = if dagger_in_sight() {
+    let dagger = if !wanted("dagger") {
+        None
+    } else if dagger_in_sight() {
         let image = std::env::var("BENCH_DAGGER_IMAGE").unwrap_or_else(|_| "alpine:3.22".into());
         let node = std::env::var("BENCH_DAGGER_NODE_IMAGE").unwrap_or_else(|_| "node:22-bookworm-slim".into());
         let version = engine_version().await;

@@ -19,7 +19,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::state::Chain;
-use super::wrapper::{exec_argv, format_limit, in_engine_limit, parse_status, NO_CWD_CODE, NO_CWD_MARKER, STATUS_FILE};
+use super::wrapper::{exec_argv, format_limit, in_engine_limit, split_status, NO_CWD_CODE, NO_CWD_MARKER};
 use super::{exec_opts, join_error, query_error, Inner};
 use crate::backend::ExecSpec;
 use crate::error::{Error, Result};
@@ -106,12 +106,9 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
     let pending = next.value().with_exec_opts(argv, exec_opts(stdin_text.as_deref(), stdin_file.as_deref()));
     // Every result is asked for at once, in one round trip: the engine evaluates the exec once and
     // answers each query from it (a sync, then the reads, cost a round trip more, measured live).
-    let status = pending.file(STATUS_FILE);
-    let (synced, outputs, status) = tokio::join!(
-        pending.sync(),
-        async { tokio::try_join!(pending.stdout(), pending.stderr(), pending.exit_code()) },
-        status.contents()
-    );
+    let (synced, outputs) = tokio::join!(pending.sync(), async {
+        tokio::try_join!(pending.stdout(), pending.stderr(), pending.exit_code())
+    });
     let elapsed = started.elapsed();
     let done = match synced {
         Ok(done) => done,
@@ -129,18 +126,19 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
             };
         }
     };
-    let (stdout, stderr, code) = outputs.map_err(qe)?;
-    // The wrapper's file has the real status; without it (no writable /tmp) the exit code is it.
-    let (code, dropped) = match status.ok().as_deref().and_then(parse_status) {
+    let (stdout, raw_stderr, code) = outputs.map_err(qe)?;
+    // The wrapper reports the real status at the end of stderr; without it, the exit code is it.
+    let (own, status) = split_status(&raw_stderr);
+    let stderr = own.to_string();
+    let (code, dropped) = match status {
         Some(s) => (s.code, (s.stdout_dropped, s.stderr_dropped)),
         None => (code as i64, (0, 0)),
     };
     if code == NO_CWD_CODE && stderr == NO_CWD_MARKER {
         return Err(Error::not_found(&sandbox, "working directory", spec.cwd.to_string()));
     }
-    // Keep the exec's filesystem, without this call's secrets, staged stdin or status file.
+    // Keep the exec's filesystem, without this call's secrets or staged stdin.
     let mut after = Chain::new(done);
-    after.apply(1, |c| c.without_file(STATUS_FILE)).await.map_err(qe)?;
     for (k, _) in &split.secret {
         after.apply(1, |c| c.without_secret_variable(k.clone())).await.map_err(qe)?;
     }

@@ -21,29 +21,31 @@ pub(super) const NO_CWD_MARKER: &str = "__DAGGER_SANDBOX_NO_CWD__";
 const PRELUDE: &str = "cd -- \"$0\" 2>/dev/null || { printf %s __DAGGER_SANDBOX_NO_CWD__ >&2; exit 212; }; \
     exec sh -c \"$1\"";
 
-/// Where [`WRAPPER`] leaves the command's real exit status and the bytes it dropped; the
-/// command's output goes to `<file>.out` and `<file>.err` while it runs. All three are removed from
-/// the state after each exec.
-pub(super) const STATUS_FILE: &str = "/tmp/.dagger-sandbox-exit";
+/// Where [`WRAPPER`] keeps the command's output while it runs (`<prefix>.out`, `<prefix>.err`);
+/// removed before the exec ends, so never part of the sandbox's state.
+pub(super) const CAPTURE_PREFIX: &str = "/tmp/.dagger-sandbox-output";
 
-/// Runs the command (`"$@"`), then prints its output within the cap `$1`, writes its real exit
-/// status and the bytes dropped per stream to the file `$0`, and exits 0.
+/// What [`WRAPPER`] appends to stderr: this marker, then `code dropped_out dropped_err` and a newline.
+pub(super) const STATUS_MARKER: &str = "\u{1e}DAGGER_SANDBOX_STATUS ";
+
+/// Runs the command (`"$@"`), prints its output within the cap `$1`, appends its real exit status
+/// and the bytes dropped per stream to stderr after [`STATUS_MARKER`], and exits 0.
 ///
 /// * Exit status: even with `expect: ANY` the engine accepts only 0-127 and 192-255; a command that
 ///   exits 128-191 (death by signal: 137 for a kill or an OOM, 139 for a segfault, `exit 130`)
 ///   would come back as an engine error, its file changes dropped and its output trimmed to the
-///   last 100 KiB. Through the file any status is a result.
+///   last 100 KiB. Reported this way any status is a result, and it costs no query of its own (a
+///   status file cost one more read per exec).
 /// * Output cap: the engine returns stdout and stderr whole, in one response, so a command that
 ///   prints gigabytes would have them all in this process's memory. The command writes to files in
-///   the sandbox; only the first `$1/2` and last `$1 - $1/2` bytes of each come back (what
-///   `drive`'s capture would keep), with the count dropped from the middle.
+///   the sandbox (`$0.out`, `$0.err`); only the first `$1/2` and last `$1 - $1/2` bytes of each come
+///   back (what `drive`'s capture would keep), with the count dropped from the middle.
 /// * A shell reports a job killed by a signal ("Killed") on its own stderr, which is not the
 ///   command's output: the command is a background job whose `wait` has stderr discarded (busybox
 ///   and dash report it there), with stdin handed over through fd 3 (an asynchronous list would
 ///   otherwise read /dev/null).
-/// * No writable /tmp: the command runs uncapped and its status is the exit code, as before. (The
-///   probe is `true >file`, not `: >file`: a failed redirection on the special built-in `:` would
-///   end the whole shell.)
+/// * No writable /tmp: the command runs uncapped. (The probe is `true >file`, not `: >file`: a
+///   failed redirection on the special built-in `:` would end the whole shell.)
 pub(super) const WRAPPER: &str = r#"c=$1; shift; h=$((c / 2)); o="$0.out"; e="$0.err"; d1=0; d2=0; exec 3<&0
 if { true >"$o" && true >"$e"; } 2>/dev/null; then
 "$@" <&3 3<&- >"$o" 2>"$e" & wait $! 2>/dev/null; s=$?
@@ -53,7 +55,8 @@ rm -f -- "$o" "$e"
 else
 "$@" <&3 3<&- & wait $! 2>/dev/null; s=$?
 fi
-{ printf '%s %s %s' "$s" "$d1" "$d2" >"$0"; } 2>/dev/null && exit 0; exit $s"#;
+printf 'DAGGER_SANDBOX_STATUS %s %s %s
+' "$s" "$d1" "$d2" >&2 && exit 0; exit $s"#;
 
 /// What [`WRAPPER`] reported about one command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,12 +69,25 @@ pub(super) struct Status {
     pub stderr_dropped: u64,
 }
 
-/// The status [`WRAPPER`] wrote (`code dropped_out dropped_err`), if it is one.
+/// Splits the wrapper's status off the end of `stderr`: the command's own stderr, and the status
+/// when the wrapper got to report one (only a well-formed line at the very end counts, so a
+/// command that prints the marker itself changes nothing).
+pub(super) fn split_status(stderr: &str) -> (&str, Option<Status>) {
+    let Some(at) = stderr.rfind(STATUS_MARKER) else { return (stderr, None) };
+    let Some(line) = stderr[at + STATUS_MARKER.len()..].strip_suffix('\n') else { return (stderr, None) };
+    match parse_status(line) {
+        Some(s) => (&stderr[..at], Some(s)),
+        None => (stderr, None),
+    }
+}
+
+/// `code dropped_out dropped_err`, if that is what `text` is.
 pub(super) fn parse_status(text: &str) -> Option<Status> {
-    let mut it = text.split_whitespace();
-    let code: i64 = it.next().filter(|t| t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()?;
-    let stdout_dropped = it.next().map(str::parse).transpose().ok()?.unwrap_or(0);
-    let stderr_dropped = it.next().map(str::parse).transpose().ok()?.unwrap_or(0);
+    let mut it = text.split(' ');
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let code = it.next().filter(|t| t.len() <= 3 && digits(t))?.parse().ok()?;
+    let stdout_dropped = it.next().filter(|t| digits(t))?.parse().ok()?;
+    let stderr_dropped = it.next().filter(|t| digits(t))?.parse().ok()?;
     if it.next().is_some() {
         return None;
     }
@@ -102,7 +118,7 @@ pub(super) fn format_limit(limit: Duration, tool: TimeoutTool) -> String {
     }
 }
 
-/// The argv of one exec: `sh -c WRAPPER STATUS_FILE cap [timeout -s KILL secs] env K=V... [NONCE]
+/// The argv of one exec: `sh -c WRAPPER CAPTURE_PREFIX cap [timeout -s KILL secs] env K=V... [NONCE]
 /// sh -c PRELUDE cwd cmd`.
 /// Plain variables travel on the command line, so they never enter the container's config and a
 /// per-call variable cannot outlive its call.
@@ -115,7 +131,7 @@ pub(super) fn exec_argv(
     output_cap: usize,
 ) -> Vec<String> {
     let mut argv: Vec<String> =
-        vec!["sh".into(), "-c".into(), WRAPPER.into(), STATUS_FILE.into(), output_cap.to_string()];
+        vec!["sh".into(), "-c".into(), WRAPPER.into(), CAPTURE_PREFIX.into(), output_cap.to_string()];
     if let Some(secs) = limit {
         argv.extend(["timeout".into(), "-s".into(), "KILL".into(), secs]);
     }
@@ -143,7 +159,7 @@ mod tests {
     fn argv_passes_env_cwd_and_command_as_separate_arguments() {
         let argv =
             exec_argv("echo \"$A\" > out", "/workspace/my dir", &env(&[("A", "x y"), ("B", "")]), Some("n1"), None, 64);
-        assert_eq!(&argv[..5], ["sh", "-c", WRAPPER, STATUS_FILE, "64"]);
+        assert_eq!(&argv[..5], ["sh", "-c", WRAPPER, CAPTURE_PREFIX, "64"]);
         assert_eq!(
             argv[5..],
             [
@@ -163,7 +179,7 @@ mod tests {
     #[test]
     fn argv_with_a_limit_wraps_in_timeout_and_without_a_nonce_is_stable() {
         let a = exec_argv("true", "/w", &[], None, Some("1.500".into()), 100);
-        assert_eq!(&a[..9], ["sh", "-c", WRAPPER, STATUS_FILE, "100", "timeout", "-s", "KILL", "1.500"]);
+        assert_eq!(&a[..9], ["sh", "-c", WRAPPER, CAPTURE_PREFIX, "100", "timeout", "-s", "KILL", "1.500"]);
         assert_eq!(a[9], "env");
         // With caching opted in, the same call on the same state is the same query.
         assert_eq!(a, exec_argv("true", "/w", &[], None, Some("1.500".into()), 100));
@@ -195,10 +211,11 @@ mod tests {
         }
     }
 
-    /// Runs the wrapper as the engine does (`sh -c WRAPPER FILE CAP cmd...`) with the host's `sh`,
-    /// `stdin` on its standard input; the exec's exit code, the recorded status and the output.
+    /// Runs the wrapper as the engine does (`sh -c WRAPPER PREFIX CAP cmd...`) with the host's
+    /// `sh`, `stdin` on its standard input; the exec's exit code, the reported status, stdout and
+    /// the command's stderr (the status split off).
     fn wrapped_io(
-        file: &std::path::Path,
+        prefix: &std::path::Path,
         cap: usize,
         script: &str,
         stdin: &str,
@@ -206,7 +223,7 @@ mod tests {
         use std::io::Write;
         let mut child = std::process::Command::new("sh")
             .args(["-c", WRAPPER])
-            .arg(file)
+            .arg(prefix)
             .arg(cap.to_string())
             .args(["sh", "-c", script])
             .stdin(std::process::Stdio::piped())
@@ -216,23 +233,23 @@ mod tests {
             .unwrap();
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        let status = std::fs::read_to_string(file).ok().as_deref().and_then(parse_status);
-        let _ = std::fs::remove_file(file);
         let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-        (out.status.code().unwrap_or(-1), status, text(out.stdout), text(out.stderr))
+        let stderr = text(out.stderr);
+        let (own, status) = split_status(&stderr);
+        (out.status.code().unwrap_or(-1), status, text(out.stdout), own.to_string())
     }
 
-    fn wrapped(file: &std::path::Path, script: &str) -> (i32, Option<i64>) {
-        let (code, status, _, _) = wrapped_io(file, 1 << 20, script, "");
+    fn wrapped(prefix: &std::path::Path, script: &str) -> (i32, Option<i64>) {
+        let (code, status, _, _) = wrapped_io(prefix, 1 << 20, script, "");
         (code, status.map(|s| s.code))
     }
 
     #[test]
     fn the_wrapper_turns_any_exit_and_signal_death_into_a_result() {
         let tmp = tempfile::tempdir().unwrap();
-        let f = tmp.path().join("exit");
+        let p = tmp.path().join("output");
         // The engine refuses 128-191 as an exec's own exit; through the wrapper the exec exits 0
-        // and the real status is in the file.
+        // and the real status is reported.
         for (script, want) in [
             ("true", 0),
             ("exit 3", 3),
@@ -241,14 +258,14 @@ mod tests {
             ("kill -SEGV $$", 139),
             ("exit 255", 255),
         ] {
-            assert_eq!(wrapped(&f, script), (0, Some(want)), "{script}");
+            assert_eq!(wrapped(&p, script), (0, Some(want)), "{script}");
         }
-        // No writable place for the files: the status is the exit code, as without the wrapper.
-        let unwritable = tmp.path().join("missing-dir/exit");
-        assert_eq!(wrapped(&unwritable, "exit 7"), (7, None));
+        // No writable place for the capture: the command runs uncapped, the status still comes.
+        let unwritable = tmp.path().join("missing-dir/output");
+        assert_eq!(wrapped(&unwritable, "echo hi; exit 7"), (0, Some(7)));
         // The command's stdin reaches it, and a signal death adds nothing to its output.
         let (code, status, out, err) =
-            wrapped_io(&f, 1 << 20, "read l; echo got:$l; echo e >&2; kill -9 $$", "hello\n");
+            wrapped_io(&p, 1 << 20, "read l; echo got:$l; echo e >&2; kill -9 $$", "hello\n");
         assert_eq!((code, status.map(|s| s.code), out.as_str(), err.as_str()), (0, Some(137), "got:hello\n", "e\n"));
         // Nothing of the wrapper stays behind in the sandbox.
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
@@ -257,26 +274,38 @@ mod tests {
     #[test]
     fn output_over_the_cap_comes_back_as_head_and_tail_with_the_count_dropped() {
         let tmp = tempfile::tempdir().unwrap();
-        let f = tmp.path().join("exit");
+        let p = tmp.path().join("output");
         // 100 digits on stdout (cap 10: the first 5 and the last 5 come back), 3 bytes on stderr.
         let script = "i=0; while [ $i -lt 10 ]; do printf 0123456789; i=$((i+1)); done; printf abc >&2; exit 4";
-        let (code, status, out, err) = wrapped_io(&f, 10, script, "");
+        let (code, status, out, err) = wrapped_io(&p, 10, script, "");
         assert_eq!(code, 0);
         assert_eq!(status, Some(Status { code: 4, stdout_dropped: 90, stderr_dropped: 0 }));
         assert_eq!((out.as_str(), err.as_str()), ("0123456789", "abc"));
-        let (_, status, out, err) = wrapped_io(&f, 4, "printf abcdefgh >&2; printf xy", "");
+        let (_, status, out, err) = wrapped_io(&p, 4, "printf abcdefgh >&2; printf xy", "");
         assert_eq!(status, Some(Status { code: 0, stdout_dropped: 0, stderr_dropped: 4 }));
         assert_eq!((out.as_str(), err.as_str()), ("xy", "abgh"));
     }
 
     #[test]
-    fn statuses_parse_strictly() {
+    fn only_a_well_formed_status_at_the_very_end_is_split_off() {
         let s = |code, o, e| Some(Status { code, stdout_dropped: o, stderr_dropped: e });
-        assert_eq!(parse_status("137 0 0"), s(137, 0, 0));
-        assert_eq!(parse_status("0 90 4"), s(0, 90, 4));
-        assert_eq!(parse_status("3"), s(3, 0, 0));
-        for bad in ["", "-1", "12345 0 0", "1 x 0", "1 0 0 0"] {
-            assert_eq!(parse_status(bad), None, "{bad:?}");
+        let m = STATUS_MARKER;
+        assert_eq!(split_status(&format!("err\n{m}137 0 0\n")), ("err\n", s(137, 0, 0)));
+        assert_eq!(split_status(&format!("{m}0 90 4\n")), ("", s(0, 90, 4)));
+        // The command printed the marker itself, earlier: only the wrapper's last line counts.
+        let text = format!("{m}1 2 3\nmine\n{m}5 0 0\n");
+        assert_eq!(split_status(&text), (&text[..text.len() - m.len() - 6], s(5, 0, 0)));
+        // Anything else is left as the command's own stderr.
+        for bad in [
+            String::new(),
+            "plain".into(),
+            format!("{m}1 2\n"),
+            format!("{m}1 2 3"),
+            format!("{m}-1 0 0\n"),
+            format!("{m}1234 0 0\n"),
+            format!("{m}1 x 0\n"),
+        ] {
+            assert_eq!(split_status(&bad), (bad.as_str(), None), "{bad:?}");
         }
     }
 }

@@ -205,14 +205,20 @@ impl LocalFs {
     /// is opened: opening a FIFO would block until a writer appears.
     fn read_regular(&self, path: &SandboxPath) -> Result<Vec<u8>> {
         let rel = Self::rel(path);
-        let meta = self.root.metadata(rel).map_err(|e| self.map_err(e, "reading", path))?;
+        // Open first (non-blocking, so a FIFO cannot block the open), then check what was opened:
+        // a check before the open could be answered by a file that a command swaps for a FIFO
+        // before the open, which then blocked a thread forever.
+        let mut opts = cap_std::fs::OpenOptions::new();
+        opts.read(true);
+        cap_std::fs::OpenOptionsExt::custom_flags(&mut opts, nix::libc::O_NONBLOCK);
+        let mut f = self.root.open_with(rel, &opts).map_err(|e| self.map_err(e, "reading", path))?;
+        let meta = f.metadata().map_err(|e| self.map_err(e, "reading", path))?;
         if meta.is_dir() {
             return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", self.id)));
         }
         if !meta.is_file() {
             return Err(Error::InvalidArgument(format!("sandbox {}: {path} is not a regular file", self.id)));
         }
-        let mut f = self.root.open(rel).map_err(|e| self.map_err(e, "reading", path))?;
         let mut data = Vec::with_capacity(capacity_for(meta.len()));
         f.read_to_end(&mut data).map_err(|e| self.map_err(e, "reading", path))?;
         Ok(data)

@@ -71,6 +71,13 @@ pub(super) async fn file_modes_are_applied(h: Harness) {
     sb.write_file("plain.sh", "echo x").await.unwrap();
     let r = sb.exec("test -x plain.sh", ExecOptions::new()).await.unwrap();
     assert_eq!(r.exit_code, 1, "default mode is 0644");
+    // A number that is not a permission mode is refused, and nothing of the batch is written.
+    let e = expect_code(
+        sb.write_files([FileWrite::new("ok.txt", "x"), FileWrite::new("bad.txt", "x").mode(99_999_999)]).await,
+        ErrorCode::InvalidArgument,
+    );
+    assert!(e.to_string().contains("0o7777"), "{e}");
+    assert!(!sb.exists("ok.txt").await.unwrap() && !sb.exists("bad.txt").await.unwrap());
     sb.close().await.unwrap();
 }
 
@@ -216,5 +223,48 @@ pub(super) async fn restricted_paths_cannot_be_reached_through_a_symlink(h: Harn
     expect_code(sb.delete_file("door/anything").await, ErrorCode::InvalidPath);
     assert!(!sb.exists("secrets/key").await.unwrap());
     assert!(!sb.exists("ok.txt").await.unwrap());
+    sb.close().await.unwrap();
+}
+
+pub(super) async fn a_file_swapped_for_a_fifo_never_hangs_a_read(h: Harness) {
+    // A command (here: the host, which is what a local sandbox's commands are) swaps a regular
+    // file and a FIFO at one path while reads run; a read must never block on the FIFO.
+    let sb = h.create().await;
+    let dir = std::path::PathBuf::from(sb.resource_id());
+    let target = dir.join("workspace/swap");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, "regular").unwrap();
+    let fifo = dir.join("workspace/.fifo");
+    let file = dir.join("workspace/.file");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, target) = (stop.clone(), target.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::write(&file, "regular").unwrap();
+                std::fs::rename(&file, &target).unwrap();
+                let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+                assert!(made.success());
+                std::fs::rename(&fifo, &target).unwrap();
+            }
+        })
+    };
+    let mut outcomes = (0, 0);
+    for _ in 0..20_000 {
+        let r = tokio::time::timeout(Duration::from_secs(5), sb.read_file("swap")).await;
+        match r.expect("a read blocked on a FIFO swapped in under it") {
+            Ok(data) => {
+                assert_eq!(data, b"regular");
+                outcomes.0 += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+                outcomes.1 += 1;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    println!("fifo swap: {} reads got the file, {} were refused as not regular", outcomes.0, outcomes.1);
     sb.close().await.unwrap();
 }

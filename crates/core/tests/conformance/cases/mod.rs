@@ -95,4 +95,5 @@ cases! {
     Node node_project_runs_its_tests,
     Local symlinks_and_dot_dot_never_reach_outside_the_sandbox,
     Local close_stops_processes_a_command_left_running,
+    Local a_file_swapped_for_a_fifo_never_hangs_a_read,
 }
