@@ -1,7 +1,9 @@
 // The dashboard served by `dagger-sandbox serve`, end to end in headless Chromium (Debian's
 // /usr/bin/chromium, installed by scripts/browser.sh, driven by playwright-core): open it with the
 // token, create a service sandbox from the form, follow its URL and logs, stop it, "stop all", and
-// the message a page without the token shows. Saves docs/dashboard.png for the README.
+// the message a page without the token shows. Saves a screenshot to a temp dir, or to
+// docs/dashboard.png for the README when DAGGER_SANDBOX_UPDATE_DOCS=1 (a test run never changes
+// tracked files otherwise).
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'
@@ -15,7 +17,10 @@ const root = dirname(dirname(fileURLToPath(import.meta.url)))
 // Where cargo put the debug daemon: CARGO_TARGET_DIR (relative to the checkout) or ./target.
 const BIN = join(resolve(root, process.env.CARGO_TARGET_DIR || 'target'), 'debug', 'dagger-sandbox')
 const CHROMIUM = '/usr/bin/chromium'
-const SCREENSHOT = join(root, 'docs', 'dashboard.png')
+const SCREENSHOT =
+  process.env.DAGGER_SANDBOX_UPDATE_DOCS === '1'
+    ? join(root, 'docs', 'dashboard.png')
+    : join(mkdtempSync(join(tmpdir(), 'dsbx-dashboard-')), 'dashboard.png')
 const SERVICE = 'mkdir -p /www && echo hello-dashboard > /www/index.html && busybox httpd -f -v -p 8080 -h /www'
 // Creating a service waits for its port; allow for a slow engine, but never wait forever.
 const CREATE_MS = 90_000

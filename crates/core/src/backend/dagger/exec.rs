@@ -104,8 +104,9 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
     );
     let started = Instant::now();
     let pending = next.value().with_exec_opts(argv, exec_opts(stdin_text.as_deref(), stdin_file.as_deref()));
-    // Every result is asked for at once, in one round trip: the engine evaluates the exec once and
-    // answers each query from it (a sync, then the reads, cost a round trip more, measured live).
+    // Every result is asked for at once, in one round trip rather than a sync and then the reads:
+    // the engine evaluates the exec once and answers each query from it (the conformance case
+    // one_exec_runs_once_so_its_output_and_files_agree checks that live).
     let (synced, outputs) = tokio::join!(pending.sync(), async {
         tokio::try_join!(pending.stdout(), pending.stderr(), pending.exit_code())
     });
