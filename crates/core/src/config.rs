@@ -304,7 +304,7 @@ impl SandboxConfig {
             validate_env(k, v)?;
             env.insert(k.clone(), v.clone());
         }
-        let restricted = RestrictedPaths::new(&self.restricted_paths)?;
+        let restricted = RestrictedPaths::resolved(&self.restricted_paths, &workdir)?;
         if let Some(p) = self.ports.iter().find(|p| **p == 0) {
             return Err(Error::InvalidArgument(format!("ports must be 1-65535, got {p}")));
         }
@@ -399,13 +399,50 @@ fn build_globset(field: &str, globs: &[String]) -> Result<GlobSet> {
 /// The compiled `restrictedPaths` globs, matched against absolute sandbox paths.
 #[derive(Debug, Clone)]
 pub(crate) struct RestrictedPaths {
+    /// The patterns as the user wrote them, for messages.
     patterns: Vec<String>,
+    /// What each pattern was compiled as (absolute; see [`RestrictedPaths::resolved`]).
+    effective: Vec<String>,
     set: GlobSet,
+    /// For each glob in `set`, the index of the user's pattern it came from.
+    origin: Vec<usize>,
 }
 
 impl RestrictedPaths {
+    #[cfg(test)]
     fn new(patterns: &[String]) -> Result<Self> {
-        Ok(Self { patterns: patterns.to_vec(), set: build_globset("restrictedPaths", patterns)? })
+        Self::resolved(patterns, &SandboxPath::root())
+    }
+
+    /// Compiles the patterns as users mean them. Matching is against absolute paths, so:
+    /// * a relative pattern (`secrets/**`) is taken relative to the workdir (`/workspace/secrets/**`);
+    ///   as written it could never match, and the restriction silently never applied;
+    /// * one that starts with `**` applies at any depth, as written;
+    /// * `X/**` also protects `X` itself, which the glob alone does not match: otherwise deleting
+    ///   `/workspace/.git` got past `**/.git/**`.
+    pub fn resolved(patterns: &[String], workdir: &SandboxPath) -> Result<Self> {
+        let mut effective = Vec::with_capacity(patterns.len());
+        let mut globs = Vec::new();
+        let mut origin = Vec::new();
+        for (i, p) in patterns.iter().enumerate() {
+            let p = p.trim();
+            if p.is_empty() {
+                return Err(Error::InvalidArgument("restrictedPaths: an empty pattern matches nothing".into()));
+            }
+            let abs = if p.starts_with('/') || p.starts_with("**") {
+                p.to_string()
+            } else {
+                format!("{}/{}", workdir.as_str().trim_end_matches('/'), p.trim_start_matches("./"))
+            };
+            globs.push(abs.clone());
+            origin.push(i);
+            if let Some(stem) = abs.strip_suffix("/**").filter(|s| !s.is_empty()) {
+                globs.push(stem.to_string());
+                origin.push(i);
+            }
+            effective.push(abs);
+        }
+        Ok(Self { patterns: patterns.to_vec(), effective, set: build_globset("restrictedPaths", &globs)?, origin })
     }
 
     /// Whether no pattern is set.
@@ -421,7 +458,7 @@ impl RestrictedPaths {
         let mut p = Some(path.clone());
         while let Some(cur) = p {
             if let Some(i) = self.set.matches(cur.as_str()).first() {
-                return Some(&self.patterns[*i]);
+                return Some(&self.patterns[self.origin[*i]]);
             }
             p = cur.parent();
         }
@@ -436,10 +473,13 @@ impl RestrictedPaths {
             return Some(p);
         }
         let dir = format!("{}/", path.as_str().trim_end_matches('/'));
-        self.patterns.iter().map(String::as_str).find(|pat| {
-            let fixed = &pat[..pat.find(['*', '?', '[', '{']).unwrap_or(pat.len())];
-            fixed.starts_with(&dir)
-        })
+        self.effective
+            .iter()
+            .position(|pat| {
+                let fixed = &pat[..pat.find(['*', '?', '[', '{']).unwrap_or(pat.len())];
+                fixed.starts_with(&dir)
+            })
+            .map(|i| self.patterns[i].as_str())
     }
 }
 
@@ -513,9 +553,27 @@ mod tests {
         assert!(r.check(&p("/etc/passwd")).is_some());
         assert!(r.check(&p("/workspace/.git/config")).is_some());
         assert!(r.check(&p("/workspace/src/a.ts")).is_none());
-        assert!(r.check(&p("/etc")).is_none());
+        assert!(r.check(&p("/etc")).is_some(), "X/** protects X itself");
         assert!(r.check_tree(&p("/etc")).is_some());
         assert!(r.check_tree(&p("/")).is_some());
         assert!(r.check_tree(&p("/workspace")).is_none());
+    }
+
+    #[test]
+    fn relative_restrictions_apply_under_the_workdir_and_a_tree_protects_its_root() {
+        let p = |s: &str| SandboxPath::resolve(&SandboxPath::root(), s).unwrap();
+        let r = RestrictedPaths::resolved(&["secrets/**".into(), "**/.git/**".into()], &p("/workspace")).unwrap();
+        // As a user writes it, relative: it must apply (it never matched before).
+        assert_eq!(r.check(&p("/workspace/secrets/key.txt")), Some("secrets/**"));
+        assert_eq!(r.check(&p("/workspace/secrets")), Some("secrets/**"), "the directory itself");
+        assert_eq!(r.check(&p("/other/secrets/key.txt")), None);
+        // `X/**` protects X: deleting the .git directory is refused, its parent's tree too.
+        assert_eq!(r.check(&p("/workspace/.git")), Some("**/.git/**"));
+        assert_eq!(r.check(&p("/workspace/.git/config")), Some("**/.git/**"));
+        assert_eq!(r.check_tree(&p("/workspace/secrets")), Some("secrets/**"));
+        assert_eq!(r.check_tree(&p("/workspace")), Some("secrets/**"), "a tree that holds a restricted dir");
+        assert!(r.check(&p("/workspace/src/a.ts")).is_none());
+        let empty = RestrictedPaths::resolved(&["  ".into()], &p("/workspace")).unwrap_err();
+        assert_eq!(empty.code(), crate::ErrorCode::InvalidArgument);
     }
 }

@@ -268,3 +268,23 @@ pub(super) async fn a_file_swapped_for_a_fifo_never_hangs_a_read(h: Harness) {
     println!("fifo swap: {} reads got the file, {} were refused as not regular", outcomes.0, outcomes.1);
     sb.close().await.unwrap();
 }
+
+pub(super) async fn relative_restrictions_and_protected_directories_hold(h: Harness) {
+    // As users write them: relative to the workdir, and `X/**` meaning X too.
+    let sb = h.create_with(h.config().restricted_path("secrets/**").restricted_path("**/.git/**")).await;
+    sb.exec("mkdir -p secrets .git && echo s > secrets/old.txt && echo c > .git/config", ExecOptions::new())
+        .await
+        .unwrap();
+    let e = expect_code(sb.write_file("secrets/key.txt", "k").await, ErrorCode::RestrictedPath);
+    assert!(e.to_string().contains("secrets/**"), "{e}");
+    expect_code(sb.delete_file("secrets").await, ErrorCode::RestrictedPath);
+    expect_code(sb.delete_file("/workspace/.git").await, ErrorCode::RestrictedPath);
+    expect_code(sb.delete_file("/workspace").await, ErrorCode::RestrictedPath);
+    // Nothing was written or removed.
+    assert!(!sb.exists("secrets/key.txt").await.unwrap());
+    assert_eq!(sb.read_to_string("secrets/old.txt").await.unwrap(), "s\n");
+    assert_eq!(sb.read_to_string(".git/config").await.unwrap(), "c\n");
+    // Elsewhere all is allowed.
+    sb.write_file("src/ok.txt", "fine").await.unwrap();
+    sb.close().await.unwrap();
+}

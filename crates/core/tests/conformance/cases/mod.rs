@@ -86,6 +86,7 @@ cases! {
     All any_exit_status_and_death_by_signal_is_a_result_with_output_and_files,
     All a_timed_out_command_keeps_the_files_it_wrote,
     All one_exec_runs_once_so_its_output_and_files_agree,
+    All relative_restrictions_and_protected_directories_hold,
     Dagger secret_values_are_scrubbed_from_output,
     Live serve_forwards_a_port_streams_output_and_stops,
     Live serve_reports_a_service_that_dies_or_never_listens,
