@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod guard;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;

@@ -293,3 +293,55 @@ async fn templates_from_the_state_dir_give_image_and_working_directory() {
     assert_eq!(r["stdout"], "/srv/app\n");
     d.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn foreign_hosts_and_origins_are_refused_and_every_error_is_json() {
+    let (_cleanup, dir) = state_dir();
+    let d = Daemon::start(dir.path(), REAP).await;
+    let is_error = |v: &Value, code: &str| v["error"]["code"] == code && v["error"]["message"].is_string();
+    // DNS rebinding: a page's own host name resolving to 127.0.0.1 reaches nothing, open routes included.
+    for path in ["/", "/metrics", "/openapi.json", "/api/health"] {
+        let r = d.req(Method::GET, path).header("Host", "evil.example").send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(is_error(&v, "FORBIDDEN"), "{path}: {v}");
+    }
+    for host in ["localhost", &format!("127.0.0.1:{}", d.server.addr.port())] {
+        let r = d.req(Method::GET, "/api/health").header("Host", host).send().await.unwrap();
+        assert_eq!(r.status(), 200, "Host {host}");
+    }
+    // A page on another origin cannot change state, even with the token; the daemon's own can.
+    let create = json!({"image": common::BUSYBOX, "backend": "docker", "command": "true"});
+    let r = d
+        .req(Method::POST, "/api/sandbox")
+        .header("Origin", "https://evil.example")
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(is_error(&r.json().await.unwrap(), "FORBIDDEN"));
+    let (_, list) = d.call(Method::GET, "/api/sandbox", None).await;
+    assert_eq!(list["sandboxes"].as_array().map(Vec::len), Some(0), "nothing was created: {list}");
+    let r = d.req(Method::DELETE, "/api/sandbox").header("Origin", "http://127.0.0.1:1").send().await.unwrap();
+    assert_eq!(r.status(), 403, "another local port is another origin");
+    let own = format!("http://127.0.0.1:{}", d.server.addr.port());
+    let r = d.req(Method::DELETE, "/api/sandbox").header("Origin", own).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // Errors axum makes itself come in the documented shape too.
+    let big = "x".repeat(3 << 20);
+    let r =
+        d.req(Method::POST, "/api/sandbox").header("content-type", "application/json").body(big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(is_error(&r.json().await.unwrap(), "TOO_LARGE"));
+    let r = d.req(Method::GET, "/api/sandbox/%FF").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(is_error(&r.json().await.unwrap(), "INVALID_ARGUMENT"));
+    for m in [Method::PATCH, Method::TRACE] {
+        let r = d.req(m.clone(), "/api/sandbox").send().await.unwrap();
+        assert_eq!(r.status(), 405, "{m}");
+        assert!(r.headers().get("allow").is_some(), "{m}: Allow is kept");
+        assert!(is_error(&r.json().await.unwrap(), "METHOD_NOT_ALLOWED"), "{m}");
+    }
+    d.server.shutdown().await;
+}

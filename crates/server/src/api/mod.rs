@@ -69,7 +69,8 @@ pub fn routes() -> Vec<(Method, &'static str)> {
     table().into_iter().map(|(m, p, _, _)| (m, p)).collect()
 }
 
-/// The router: `/api` routes behind the bearer token, the rest open; unknown routes get a JSON 404.
+/// The router: `/api` routes behind the bearer token, the rest open; unknown routes get a JSON 404;
+/// every request must be addressed to a loopback name, and every error is JSON (`guard`).
 pub fn router(state: AppState, token: Arc<str>) -> Router {
     let mut open: Router<AppState> = Router::new();
     let mut guarded: Router<AppState> = Router::new();
@@ -82,7 +83,11 @@ pub fn router(state: AppState, token: Arc<str>) -> Router {
         }
     }
     let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(token, crate::auth::require_token));
-    open.merge(guarded).fallback(pages::no_route).with_state(state)
+    open.merge(guarded)
+        .fallback(pages::no_route)
+        .layer(axum::middleware::from_fn(crate::guard::loopback_only))
+        .layer(axum::middleware::from_fn(crate::guard::json_errors))
+        .with_state(state)
 }
 
 /// Parses a query string into a map, as `INVALID_ARGUMENT` when it is malformed.
