@@ -247,7 +247,8 @@ pub fn document() -> Value {
                         "command": {"type": "string"},
                         "env": {"type": "object", "additionalProperties": {"type": "string"}},
                         "workingDirectory": {"type": "string"},
-                        "metadata": {"type": "object"}
+                        "metadata": {"type": "object"},
+                        "fallback": {"type": "boolean", "description": "backend auto only: allow the local backend (process isolation, commands run on the host) when no container engine answers; default false"}
                     }
                 },
                 "ExecRequest": {

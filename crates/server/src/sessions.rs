@@ -253,7 +253,11 @@ impl Sessions {
             .or_else(|| tpl.as_ref().map(|t| t.working_directory.clone()))
             .unwrap_or_else(|| DEFAULT_WORKING_DIRECTORY.to_string());
         let image = req.image.clone().or_else(|| tpl.as_ref().map(|t| t.image.clone()));
-        let mut config = SandboxConfig::new().backend(backend).workdir(&workdir).owner(&self.owner);
+        let mut config = SandboxConfig::new()
+            .backend(backend)
+            .workdir(&workdir)
+            .owner(&self.owner)
+            .fallback(req.fallback.unwrap_or(false));
         if let Some(i) = &image {
             config = config.image(i);
         }

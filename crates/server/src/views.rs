@@ -35,6 +35,10 @@ pub struct CreateRequest {
     pub working_directory: Option<String>,
     /// Free-form data kept with the session (a JSON object).
     pub metadata: Option<serde_json::Value>,
+    /// With backend `auto`, allow the local backend (process isolation: commands run on the host as
+    /// the daemon's user) when no container engine answers. Off unless asked: a REST caller must
+    /// never get host execution it did not choose.
+    pub fallback: Option<bool>,
 }
 
 /// The body of `POST /api/sandbox/:id/exec`.

@@ -39,9 +39,14 @@ struct DaemonProcess {
 
 impl DaemonProcess {
     fn spawn(state: &Path) -> DaemonProcess {
+        Self::spawn_with(state, &[])
+    }
+
+    fn spawn_with(state: &Path, env: &[(&str, &str)]) -> DaemonProcess {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_daemon", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, state)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -131,4 +136,24 @@ async fn kill_9_loses_no_session_and_sigterm_leaves_them_running() {
     assert_eq!((status, v), (200, json!({"stopped": 2})));
     assert!(containers_of(&owner).await.is_empty());
     assert!(d.signal(Signal::SIGTERM).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_container_engine_a_create_fails_unless_it_asks_for_the_host() {
+    // Docker "stopped": the daemon cannot reach it. A REST create must not silently run the
+    // caller's commands on the host.
+    let (_cleanup, dir) = state_dir();
+    let d = DaemonProcess::spawn_with(dir.path(), &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    let (status, body) = d.call(Method::POST, "/api/sandbox", Some(json!({}))).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "ENGINE_UNAVAILABLE", "{body}");
+    let (_, list) = d.call(Method::GET, "/api/sandbox?all=true", None).await;
+    assert_eq!(list["sandboxes"].as_array().map(Vec::len), Some(0), "nothing recorded: {list}");
+    // Asked for explicitly, the local backend is used, and the session says so.
+    let (status, body) = d.call(Method::POST, "/api/sandbox", Some(json!({"fallback": true}))).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["isolation"], "process", "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let (status, _) = d.call(Method::DELETE, &format!("/api/sandbox/{id}"), None).await;
+    assert!(status < 300);
 }
