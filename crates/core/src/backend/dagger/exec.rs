@@ -127,10 +127,11 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
             };
         }
     };
-    let (stdout, raw_stderr, code) = outputs.map_err(qe)?;
+    let (stdout, mut stderr, code) = outputs.map_err(qe)?;
     // The wrapper reports the real status at the end of stderr; without it, the exit code is it.
-    let (own, status) = split_status(&raw_stderr);
-    let stderr = own.to_string();
+    let (own, status) = split_status(&stderr);
+    let own_len = own.len();
+    stderr.truncate(own_len);
     let (code, dropped) = match status {
         Some(s) => (s.code, (s.stdout_dropped, s.stderr_dropped)),
         None => (code as i64, (0, 0)),

@@ -73,10 +73,8 @@ pub(super) async fn upload(inner: &Inner, tar: Vec<u8>) -> Result<()> {
 pub(super) async fn download(inner: &Inner, path: &SandboxPath) -> Result<Vec<u8>> {
     inner.check_open()?;
     let op = "exporting a directory";
-    let tmp = stage_dir(inner, op)?;
-    let dest = tmp.path().join("out");
+    let (_landing, dest, target) = landing(inner, op, "out")?;
     let dir = inner.current().directory(path.as_str());
-    let target = dest.to_string_lossy().into_owned();
     if let Err(e) = sdk(&inner.id, op, inner.opts.call_timeout, async move { dir.export(target).await }).await {
         // Say why in the sandbox's own terms when the path is not there (the caller checked it
         // was, but a state can change between calls).
@@ -92,12 +90,16 @@ pub(super) async fn download(inner: &Inner, path: &SandboxPath) -> Result<Vec<u8
         .map_err(|e| Error::io(format!("sandbox {id}: packing the exported directory"), e))
 }
 
-/// A private host directory for an export, removed when dropped.
-fn stage_dir(inner: &Inner, op: &str) -> Result<tempfile::TempDir> {
-    tempfile::Builder::new()
+/// Where an export lands: a private host directory (removed when the guard drops), the path
+/// `name` in it, and that path as the engine's export takes it.
+fn landing(inner: &Inner, op: &str, name: &str) -> Result<(tempfile::TempDir, std::path::PathBuf, String)> {
+    let dir = tempfile::Builder::new()
         .prefix("dagger-sandbox-export-")
         .tempdir()
-        .map_err(|e| Error::io(format!("sandbox {}: {op}: making a host directory to receive it", inner.id), e))
+        .map_err(|e| Error::io(format!("sandbox {}: {op}: making a host directory to receive it", inner.id), e))?;
+    let path = dir.path().join(name);
+    let target = path.to_string_lossy().into_owned();
+    Ok((dir, path, target))
 }
 
 /// A tar of `dir`'s contents (`./a`, `./sub/b`), symlinks as links, as the docker backend returns it.
@@ -115,45 +117,33 @@ pub(super) fn pack_exported(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
 pub(super) async fn read_file(inner: &Inner, path: &SandboxPath) -> Result<Vec<u8>> {
     inner.check_open()?;
     let op = "reading a file";
-    let tmp = stage_dir(inner, op)?;
-    let dest = tmp.path().join("file");
+    let (_landing, dest, target) = landing(inner, op, "file")?;
     let file = inner.current().file(path.as_str());
-    let target = dest.to_string_lossy().into_owned();
-    let export =
-        tokio::spawn(sdk_owned(
-            inner.id.clone(),
-            op,
-            inner.opts.call_timeout,
-            async move { file.export(target).await },
-        ));
-    let kind = native_stat(inner, path, true, op).await;
-    let refuse = |e: Error| {
-        export.abort();
-        Err(e)
+    let export = sdk(&inner.id, op, inner.opts.call_timeout, async move { file.export(target).await });
+    let stat = native_stat(inner, path, true, op);
+    tokio::pin!(export, stat);
+    // The stat decides; an export that ends first is kept until it has. Returning early drops the
+    // export, which cancels its query.
+    let mut exported = None;
+    let kind = loop {
+        tokio::select! {
+            k = &mut stat => break k?,
+            r = &mut export, if exported.is_none() => exported = Some(r),
+        }
     };
     match kind {
-        Err(e) => return refuse(e),
-        Ok(None) => return refuse(Error::not_found(&inner.id, "file", path.to_string())),
-        Ok(Some(EntryKind::Dir)) => {
-            return refuse(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", inner.id)))
+        None => return Err(Error::not_found(&inner.id, "file", path.to_string())),
+        Some(EntryKind::Dir) => {
+            return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", inner.id)))
         }
-        Ok(Some(EntryKind::File)) => {}
-        Ok(Some(_)) => {
-            return refuse(Error::InvalidArgument(format!("sandbox {}: {path} is not a regular file", inner.id)))
-        }
+        Some(EntryKind::File) => {}
+        Some(_) => return Err(Error::InvalidArgument(format!("sandbox {}: {path} is not a regular file", inner.id))),
     }
-    export.await.map_err(|e| join_error(&inner.id, op, e))??;
+    match exported {
+        Some(r) => r?,
+        None => export.await?,
+    };
     tokio::fs::read(&dest).await.map_err(|e| Error::io(format!("sandbox {}: reading the exported file", inner.id), e))
-}
-
-/// [`sdk`] with owned arguments, for a call spawned as a task of its own.
-async fn sdk_owned<T: Send + 'static>(
-    sandbox: String,
-    op: &'static str,
-    deadline: std::time::Duration,
-    fut: impl std::future::Future<Output = std::result::Result<T, dagger_sdk::errors::DaggerError>> + Send + 'static,
-) -> Result<T> {
-    sdk(&sandbox, op, deadline, fut).await
 }
 
 /// What is at `path` by the engine's own `stat` (no container is run): `None` when it does not
