@@ -111,6 +111,11 @@ impl Harness {
         wait_gone(pid, Duration::from_secs(15))
     }
 
+    /// Whether an owner label value names this state dir's daemon.
+    pub fn owns(&self, owner: &str) -> bool {
+        owned_by(owner, self.state())
+    }
+
     /// Ids of every container (running or not) owned by this state dir's daemon.
     pub fn containers(&self) -> Vec<String> {
         owned_containers(self.state())
