@@ -116,19 +116,8 @@ pub fn human_ms(ms: u64) -> String {
     }
 }
 
-/// The last `max_lines` lines of `text`, at most `max_chars` characters, without trailing blank lines.
-pub fn tail(text: &str, max_lines: usize, max_chars: usize) -> String {
-    let trimmed = text.trim_end();
-    let lines: Vec<&str> = trimmed.lines().collect();
-    let start = lines.len().saturating_sub(max_lines);
-    let joined = lines[start..].join("\n");
-    let count = joined.chars().count();
-    if count <= max_chars {
-        joined
-    } else {
-        joined.chars().skip(count - max_chars).collect()
-    }
-}
+/// The end of a text in lines and characters (one implementation, shared with validate).
+pub use dagger_sandbox_validate::tail;
 
 /// `text` cut to `max` characters with an ellipsis, for one table cell.
 pub fn ellipsize(text: &str, max: usize) -> String {

@@ -6,20 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
-use dagger_sandbox::{BackendChoice, ErrorCode, ExecOptions, RefreshOptions, Sandbox, SandboxConfig};
-use serde::Serialize;
+use dagger_sandbox::{BackendChoice, CancellationToken, SandboxConfig};
+use dagger_sandbox_validate::{validate, Plan, Progress, Report, ValidateError, ValidateOptions, TAIL_CHARS};
+use tokio::sync::mpsc;
 
 use crate::client::CodedError;
 use crate::output::{self, Spinner, Table};
-
-/// What is never copied into the sandbox: rebuilt there, or not part of the project.
-const EXCLUDE: [&str; 2] = ["node_modules", ".git"];
-/// Lines of each stream kept in `--json` tails and shown for a failing step.
-const TAIL_LINES: usize = 40;
-/// Characters of each stream kept in `--json` tails.
-const TAIL_CHARS: usize = 4000;
 
 /// Options of `validate`.
 #[derive(Debug, Args)]
@@ -52,60 +45,12 @@ pub struct ValidateArgs {
     json: bool,
 }
 
-/// One step's outcome, as `--json` prints it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StepReport {
-    name: String,
-    command: String,
-    exit_code: i64,
-    duration_ms: u64,
-    timed_out: bool,
-    stdout_tail: String,
-    stderr_tail: String,
-}
-
-/// The whole verdict, as `--json` prints it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Report {
-    passed: bool,
-    backend: String,
-    isolation: String,
-    image: Option<String>,
-    fallback_reason: Option<String>,
-    steps: Vec<StepReport>,
-}
-
 fn invalid(message: String) -> anyhow::Error {
     CodedError::new("INVALID_ARGUMENT", message).into()
 }
 
-/// The steps to run: the flags, else npm's defaults when the project has a package.json.
-fn plan(args: &ValidateArgs) -> anyhow::Result<Vec<(&'static str, String)>> {
-    if !args.dir.exists() {
-        return Err(invalid(format!("{} does not exist", args.dir.display())));
-    }
-    if !args.dir.is_dir() {
-        return Err(invalid(format!("{} is not a directory", args.dir.display())));
-    }
-    let npm = args.dir.join("package.json").is_file();
-    let pick = |flag: &Option<String>, default: &str| match flag {
-        Some(cmd) => cmd.trim().to_string(),
-        None if npm => default.to_string(),
-        None => String::new(),
-    };
-    let steps: Vec<_> = [("install", pick(&args.install, "npm install")), ("test", pick(&args.test, "npm test"))]
-        .into_iter()
-        .filter(|(_, cmd)| !cmd.is_empty())
-        .collect();
-    if steps.is_empty() {
-        return Err(invalid(format!(
-            "nothing to run: {} has no package.json; pass --install CMD and/or --test CMD",
-            args.dir.display()
-        )));
-    }
-    Ok(steps)
+fn coded(e: ValidateError) -> anyhow::Error {
+    CodedError::new(e.code().as_str(), e.to_string()).into()
 }
 
 /// The sandbox config: the template (built-in or from `<state-dir>/templates.json`) gives image and
@@ -127,97 +72,88 @@ fn config(args: &ValidateArgs, state_dir: &Path) -> anyhow::Result<SandboxConfig
         .label("dev.dagger-sandbox.purpose", "validate"))
 }
 
-/// Runs the validation and prints the verdict; exits 0 only when every step passed.
+/// Runs the validation (dagger-sandbox-validate) and prints the verdict; exits 0 only when every
+/// step passed.
 pub async fn run(args: ValidateArgs, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    let steps = plan(&args)?;
+    let plan = Plan::for_project(&args.dir, args.install.as_deref(), args.test.as_deref()).map_err(|e| match e {
+        ValidateError::NothingToRun(dir) => invalid(format!(
+            "nothing to run: {} has no package.json; pass --install CMD and/or --test CMD",
+            dir.display()
+        )),
+        e => coded(e),
+    })?;
     let cfg = config(&args, state_dir)?;
-    let dir = args.dir.canonicalize().with_context(|| format!("reading {}", args.dir.display()))?;
-    let spinner = Spinner::start(format!("starting a {} sandbox", args.image.as_deref().unwrap_or(&args.template)));
-    let created = Sandbox::create(cfg).await;
-    spinner.finish().await;
-    let sb = created.context("creating the sandbox")?;
-    if let Some(why) = sb.fallback_reason() {
-        eprintln!("warning: {why}");
-    }
-    if sb.isolation().as_str() == "process" {
-        eprintln!("warning: the local backend runs the steps as host processes, without container isolation");
-    }
-    // Ctrl-C must still remove the container: race the work against it, then always close.
-    let outcome = tokio::select! {
-        r = run_steps(&sb, &dir, &steps, &args) => r,
-        _ = tokio::signal::ctrl_c() => Err(CodedError::new("CANCELLED", "interrupted; the sandbox was removed").into()),
-    };
-    let closed = sb.close().await;
-    let reports = outcome?;
-    closed.context("removing the sandbox")?;
-    let report = Report {
-        passed: reports.iter().all(|s| s.exit_code == 0 && !s.timed_out) && reports.len() == steps.len(),
-        backend: sb.backend().to_string(),
-        isolation: sb.isolation().to_string(),
-        image: sb.image().map(str::to_string),
-        fallback_reason: sb.fallback_reason().map(str::to_string),
-        steps: reports,
+    let what = args.image.clone().unwrap_or_else(|| args.template.clone());
+    // Ctrl-C must still remove the container: the validation stops and closes its sandbox.
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.cancel();
+        }
+    });
+    let (tx, rx) = mpsc::channel(256);
+    let spinners = tokio::spawn(show_progress(rx, what));
+    let opts = ValidateOptions { step_timeout: args.timeout, cancel, progress: Some(tx) };
+    let outcome = validate(cfg, &plan, opts).await;
+    let _ = spinners.await;
+    let report = match outcome {
+        Ok(r) => r,
+        Err(ValidateError::Cancelled) => {
+            return Err(CodedError::new("CANCELLED", "interrupted; the sandbox was removed").into())
+        }
+        Err(e) => return Err(coded(e)),
     };
     if args.json {
         output::print_json(&report)?;
     } else {
-        print_human(&report, &steps, &args)?;
+        let names: Vec<&str> = plan.steps.iter().map(|s| s.name).collect();
+        print_human(&report, &names, &args)?;
     }
     Ok(if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Copies the project in and runs the steps in order, stopping at the first that fails.
-async fn run_steps(
-    sb: &Sandbox,
-    dir: &Path,
-    steps: &[(&'static str, String)],
-    args: &ValidateArgs,
-) -> anyhow::Result<Vec<StepReport>> {
-    let workdir = sb.workdir();
-    let spinner = Spinner::start(format!("copying {} into the sandbox", dir.display()));
-    let copied = sb.refresh_from_host(dir, &workdir, RefreshOptions::exclude(EXCLUDE)).await;
-    spinner.finish().await;
-    copied.with_context(|| format!("copying {} into {workdir}", dir.display()))?;
-    let mut reports = Vec::new();
-    for (name, command) in steps {
-        let spinner = Spinner::start(format!("{name}: {command}"));
-        let result = sb.exec(command, ExecOptions::new().timeout(args.timeout)).await;
-        spinner.finish().await;
-        let report = match result {
-            Ok(r) => StepReport {
-                name: name.to_string(),
-                command: command.clone(),
-                exit_code: r.exit_code,
-                duration_ms: r.duration_ms,
-                timed_out: false,
-                stdout_tail: output::tail(&r.stdout, TAIL_LINES, TAIL_CHARS),
-                stderr_tail: output::tail(&r.stderr, TAIL_LINES, TAIL_CHARS),
-            },
-            Err(e) if e.code() == ErrorCode::Timeout => {
-                let partial = e.partial_output().cloned();
-                let (out, err) = partial.map(|p| (p.stdout, p.stderr)).unwrap_or_default();
-                StepReport {
-                    name: name.to_string(),
-                    command: command.clone(),
-                    exit_code: -1,
-                    duration_ms: args.timeout.as_millis() as u64,
-                    timed_out: true,
-                    stdout_tail: output::tail(&out, TAIL_LINES, TAIL_CHARS),
-                    stderr_tail: output::tail(&format!("{err}\n{e}"), TAIL_LINES, TAIL_CHARS),
+/// One spinner per stage while the validation runs (shown only on a terminal).
+async fn show_progress(mut rx: mpsc::Receiver<Progress>, what: String) {
+    let mut current: Option<Spinner> = None;
+    while let Some(p) = rx.recv().await {
+        let label = match p {
+            Progress::Creating => format!("starting a {what} sandbox"),
+            Progress::Copying => "copying the project into the sandbox".to_string(),
+            Progress::StepStarted { name, command } => format!("{name}: {command}"),
+            Progress::Output(_) => continue,
+            Progress::Created { isolation, fallback_reason, .. } => {
+                if let Some(s) = current.take() {
+                    s.finish().await;
                 }
+                if let Some(why) = fallback_reason {
+                    eprintln!("warning: {why}");
+                }
+                if isolation == "process" {
+                    eprintln!(
+                        "warning: the local backend runs the steps as host processes, without container isolation"
+                    );
+                }
+                continue;
             }
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("running the {name} step ({command})"))),
+            Progress::StepFinished(_) => {
+                if let Some(s) = current.take() {
+                    s.finish().await;
+                }
+                continue;
+            }
         };
-        let failed = report.exit_code != 0 || report.timed_out;
-        reports.push(report);
-        if failed {
-            break;
+        if let Some(s) = current.take() {
+            s.finish().await;
         }
+        current = Some(Spinner::start(label));
     }
-    Ok(reports)
+    if let Some(s) = current.take() {
+        s.finish().await;
+    }
 }
 
-fn print_human(report: &Report, steps: &[(&'static str, String)], args: &ValidateArgs) -> std::io::Result<()> {
+fn print_human(report: &Report, steps: &[&str], args: &ValidateArgs) -> std::io::Result<()> {
     let mut t = Table::new(["STEP", "EXIT", "DURATION", "OUTPUT (last line)"]);
     for s in &report.steps {
         // A failing step's last stderr line is usually the reason; a passing one's stdout is.
@@ -226,13 +162,13 @@ fn print_human(report: &Report, steps: &[(&'static str, String)], args: &Validat
         let exit = if s.timed_out { "timeout".to_string() } else { s.exit_code.to_string() };
         t.row([s.name.clone(), exit, output::human_ms(s.duration_ms), output::ellipsize(last, 72)]);
     }
-    for (name, _) in steps.iter().skip(report.steps.len()) {
+    for name in steps.iter().skip(report.steps.len()) {
         t.row([name.to_string(), "-".into(), "-".into(), "skipped (an earlier step failed)".into()]);
     }
     out!("{}", t.render())?;
     let total: u64 = report.steps.iter().map(|s| s.duration_ms).sum();
     let engine = format!("{}, {} isolation", report.backend, report.isolation);
-    match report.steps.iter().find(|s| s.exit_code != 0 || s.timed_out) {
+    match report.failed_step() {
         None => outln!("\nPASS  {} step(s) passed in {} ({engine})", report.steps.len(), output::human_ms(total))?,
         Some(s) => {
             outln!("\n--- {} ({}) output, last lines ---", s.name, s.command)?;
