@@ -306,7 +306,7 @@ async fn auto_dagger(_cfg: &ResolvedConfig, _id: &str) -> std::result::Result<Bo
     Err(("this build has no dagger backend".into(), false))
 }
 
-fn docker_unavailable(why: &str) -> Error {
+pub(crate) fn docker_unavailable(why: &str) -> Error {
     Error::EngineUnavailable {
         backend: "docker".into(),
         tried: format!("docker: {why}"),

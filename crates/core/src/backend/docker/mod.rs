@@ -15,14 +15,15 @@ use bollard::Docker;
 use futures_util::TryStreamExt;
 
 use super::{BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation, PortMapping};
-use crate::cleanup::{LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
 use crate::config::ResolvedConfig;
 use crate::error::{Error, Result};
 use crate::exec::RunningExec;
+use crate::owner::{host_id, LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
 use crate::paths::SandboxPath;
 
 mod exec;
 mod files;
+pub(crate) mod inventory;
 
 /// The repository that fork snapshots are committed to; the tag is the new sandbox's id.
 const SNAPSHOT_REPO: &str = "dagger-sandbox-snapshot";
@@ -233,6 +234,7 @@ async fn start_container(docker: &Docker, spec: &Spec, id: &str) -> Result<(Stri
     let mut labels = spec.labels.clone();
     labels.insert(LABEL_SANDBOX.into(), id.into());
     labels.insert(LABEL_OWNER.into(), spec.owner.clone());
+    labels.insert(LABEL_HOST.into(), host_id().into());
     // A published port needs a network to reach; the host side binds loopback only.
     let network = spec.network || !spec.ports.is_empty();
     let port_key = |p: &u16| format!("{p}/tcp");
@@ -382,6 +384,7 @@ impl Engine for DockerEngine {
         let mut labels: HashMap<String, String> = self.spec.labels.clone();
         labels.insert(LABEL_SANDBOX.into(), new_id.into());
         labels.insert(LABEL_OWNER.into(), self.spec.owner.clone());
+        labels.insert(LABEL_HOST.into(), host_id().into());
         // pause=true: a commit of a container whose processes keep writing must not be torn.
         let opts = CommitContainerOptionsBuilder::default()
             .container(&self.container)
