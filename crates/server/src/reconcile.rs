@@ -43,6 +43,10 @@ pub async fn reconcile(sessions: &Arc<Sessions>) -> Result<ReconcileReport, ApiE
         }
     }
     sweep(sessions, &mut report).await?;
+    let scrubbed = sessions.scrub_ended().await?;
+    if scrubbed > 0 {
+        tracing::info!(sessions = scrubbed, "removed env values kept in ended sessions' rows");
+    }
     tracing::info!(
         reattached = report.reattached,
         pending = report.pending,

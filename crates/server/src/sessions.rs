@@ -20,7 +20,9 @@ use crate::templates::{Templates, DEFAULT_WORKING_DIRECTORY};
 use crate::views::{empty_object, Meta};
 pub use crate::views::{CreateRequest, ExecRequest, ExecView, SessionView};
 
+mod detached;
 mod engine_watch;
+mod secrets;
 mod takeback;
 pub use takeback::TakeBack;
 
@@ -233,8 +235,9 @@ impl Sessions {
     }
 
     /// Creates a session: checks the request, creates the sandbox, starts its service and waits
-    /// for its ports, then records it. On any failure nothing is left running or recorded.
-    pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<Session, ApiError> {
+    /// for its ports, then records it. On any failure nothing is left running or recorded. Only
+    /// [`Sessions::create`] calls it, from a task no client can drop half-way.
+    async fn create_now(self: &Arc<Self>, req: CreateRequest) -> Result<Session, ApiError> {
         let tpl = match &req.template {
             Some(name) => Some(self.templates.get(name).cloned().ok_or_else(|| {
                 bad(format!("unknown template {name:?}; known: {}", self.templates.names().join(", ")))
@@ -308,6 +311,8 @@ impl Sessions {
             // Pin the backend it got, so a restarted daemon reattaches to the same kind of engine.
             let mut pinned = config.clone();
             pinned.backend = choice_of(s.provider);
+            // Secrets never reach the database: names only (a reattach reads values back).
+            pinned.env.clear();
             let meta = Meta {
                 isolation: sandbox.isolation().as_str().to_string(),
                 image: sandbox.image().map(str::to_string),
@@ -316,6 +321,7 @@ impl Sessions {
                 ports: port_maps,
                 user,
                 config: Some(pinned),
+                env_names: req.env.keys().cloned().collect(),
             };
             s.metadata = serde_json::to_value(&meta).map_err(|e| ApiError::Internal(e.to_string()))?;
             self.live_map().insert(s.id.clone(), live.clone());
@@ -397,47 +403,6 @@ impl Sessions {
         });
     }
 
-    /// Takes a session back after a restart: holds `sandbox` and restarts its service when its
-    /// ports no longer answer.
-    pub async fn adopt(self: &Arc<Self>, s: &Session, sandbox: Sandbox) -> Result<(), ApiError> {
-        let meta = Meta::of(s);
-        let logs = Arc::new(LogBuffer::new());
-        logs.system("daemon restarted: the session was taken back; earlier output is not available");
-        let live = Live::new(sandbox.clone(), logs);
-        if let Some(cmd) = &meta.command {
-            let ports = sandbox.ports();
-            let mut answering = !ports.is_empty();
-            for p in &ports {
-                answering &= dagger_sandbox::engines::serves_on_loopback(p.host_port).await;
-            }
-            if answering {
-                live.logs.system("the service is still running; its output after the restart is not captured");
-            } else {
-                let service = self.start_service(&live, cmd).await?;
-                *live.service.lock().unwrap_or_else(|p| p.into_inner()) = Some(service);
-            }
-            if meta.ports != ports {
-                let mut m = s.metadata.clone();
-                m["ports"] = serde_json::to_value(&ports).unwrap_or_default();
-                let change = SessionUpdate {
-                    metadata: Some(m),
-                    host_url: ports.first().map(|p| p.url.clone()),
-                    ..Default::default()
-                };
-                let id = s.id.clone();
-                self.db(move |st| st.update(&id, &change)).await?;
-            }
-        }
-        self.live_map().insert(s.id.clone(), live.clone());
-        self.watch_service(&live);
-        Ok(())
-    }
-
-    /// The config a session was created with, to reattach it.
-    pub fn config_of(s: &Session) -> Option<SandboxConfig> {
-        Meta::of(s).config
-    }
-
     /// Stops a session for real (service stopped, engine resources removed) and marks it
     /// terminated with `reason`. A terminated session is returned unchanged; `None` if unknown.
     pub async fn stop(&self, id: &str, reason: &str) -> Result<Option<Session>, ApiError> {
@@ -471,6 +436,9 @@ impl Sessions {
         }
         let (key, why) = (id.to_string(), reason.to_string());
         let row = self.db(move |st| st.terminate(&key, &why, Utc::now())).await?;
+        if let Some(r) = &row {
+            self.scrub_env(r).await?;
+        }
         if let Some(live) = live {
             live.logs.system(format!("session ended: {reason}"));
             live.logs.end();

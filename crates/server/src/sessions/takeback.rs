@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
-use dagger_sandbox::{ErrorCode, Sandbox};
-use dagger_sandbox_store::{Provider, Session, Status};
+use dagger_sandbox::{BackendKind, ErrorCode, Sandbox, SandboxConfig};
+use dagger_sandbox_store::{Provider, Session, SessionUpdate, Status};
 use futures_util::StreamExt;
 
 use super::{Live, Sessions, REASON_LOST};
 use crate::error::ApiError;
+use crate::logs::LogBuffer;
+use crate::views::Meta;
 
 /// How many sessions are taken back at once.
 const CONCURRENCY: usize = 8;
@@ -136,5 +138,53 @@ impl Sessions {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await
+    }
+
+    /// Takes a session back after a restart: holds `sandbox` and restarts its service when its
+    /// ports no longer answer.
+    pub async fn adopt(self: &Arc<Self>, s: &Session, sandbox: Sandbox) -> Result<(), ApiError> {
+        let meta = Meta::of(s);
+        let logs = Arc::new(LogBuffer::new());
+        logs.system("daemon restarted: the session was taken back; earlier output is not available");
+        if sandbox.backend() == BackendKind::Local && !meta.env_names.is_empty() {
+            // The values were never written down (a container keeps them; a directory does not).
+            logs.system(format!(
+                "the values of {} were not kept across the restart; pass them per exec",
+                meta.env_names.join(", ")
+            ));
+        }
+        let live = Live::new(sandbox.clone(), logs);
+        if let Some(cmd) = &meta.command {
+            let ports = sandbox.ports();
+            let mut answering = !ports.is_empty();
+            for p in &ports {
+                answering &= dagger_sandbox::engines::serves_on_loopback(p.host_port).await;
+            }
+            if answering {
+                live.logs.system("the service is still running; its output after the restart is not captured");
+            } else {
+                let service = self.start_service(&live, cmd).await?;
+                *live.service.lock().unwrap_or_else(|p| p.into_inner()) = Some(service);
+            }
+            if meta.ports != ports {
+                let mut m = s.metadata.clone();
+                m["ports"] = serde_json::to_value(&ports).unwrap_or_default();
+                let change = SessionUpdate {
+                    metadata: Some(m),
+                    host_url: ports.first().map(|p| p.url.clone()),
+                    ..Default::default()
+                };
+                let id = s.id.clone();
+                self.db(move |st| st.update(&id, &change)).await?;
+            }
+        }
+        self.live_map().insert(s.id.clone(), live.clone());
+        self.watch_service(&live);
+        Ok(())
+    }
+
+    /// The config a session was created with, to reattach it.
+    pub fn config_of(s: &Session) -> Option<SandboxConfig> {
+        Meta::of(s).config
     }
 }
