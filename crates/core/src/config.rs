@@ -122,7 +122,7 @@ pub struct SandboxConfig {
     /// [`Sandbox::ports`](crate::Sandbox::ports)). Ports turn the container network on: a service
     /// cannot be reached on a network-less container.
     pub ports: Vec<u16>,
-    /// Who owns the sandbox's engine resources (default: this process, `pid@boot-id`). An owner
+    /// Who owns the sandbox's engine resources (default: this process, `pid@boot-id@pidns@host`). An owner
     /// starting with `daemon:` is never removed by [`cleanup_orphans`](crate::cleanup_orphans): a
     /// daemon reconciles its own sandboxes.
     pub owner: Option<String>,
@@ -316,7 +316,7 @@ impl SandboxConfig {
                 return Err(Error::InvalidArgument(format!("owner must be a non-empty single line, got {o:?}")))
             }
             Some(o) => o.clone(),
-            None => crate::cleanup::owner_label(),
+            None => crate::owner::owner_label(),
         };
         let secret_patterns = match &self.secret_patterns {
             Some(p) => p.clone(),

@@ -25,7 +25,9 @@ mod cleanup;
 mod config;
 mod error;
 mod exec;
+pub mod inventory;
 pub mod metrics;
+mod owner;
 mod paths;
 mod sandbox;
 mod service;
@@ -33,13 +35,16 @@ mod tarball;
 mod transfer;
 
 pub use backend::{BackendKind, DirEntry, EntryKind, Isolation, PortMapping};
-pub use cleanup::{cleanup_orphans, CleanupReport, DAEMON_OWNER_PREFIX, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
+pub use cleanup::{cleanup_orphans, CleanupReport};
 pub use config::{
     template, BackendChoice, SandboxConfig, Template, DEFAULT_IMAGE, DEFAULT_MEMORY_MB, DEFAULT_OUTPUT_CAP_BYTES,
     DEFAULT_PIDS_LIMIT, DEFAULT_TIMEOUT_MS, DEFAULT_WORKDIR, TEMPLATES,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use exec::{ExecOptions, ExecResult, OutputChunk, OutputStream};
+pub use owner::{
+    host_id, owner_status, OwnerStatus, DAEMON_OWNER_PREFIX, LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX,
+};
 pub use paths::SandboxPath;
 pub use sandbox::{ExecStream, Sandbox};
 pub use service::{ServeOptions, Service, DEFAULT_READY_TIMEOUT};

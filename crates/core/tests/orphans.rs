@@ -81,3 +81,70 @@ async fn orphans_of_a_dead_process_are_cleaned_up() {
     }
     live.close().await.unwrap();
 }
+
+/// Starts a busybox container labelled like a sandbox whose owner label is `owner`.
+async fn plant(owner: &str) -> String {
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let labels = HashMap::from([
+        ("dev.dagger-sandbox.managed".to_string(), "1".to_string()),
+        ("dev.dagger-sandbox.owner".to_string(), owner.to_string()),
+        ("dev.dagger-sandbox.sandbox".to_string(), format!("sbx-planted{:05}", std::process::id() % 100000)),
+    ]);
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(IMAGE.into()),
+        entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+        labels: Some(labels),
+        network_disabled: Some(true),
+        ..Default::default()
+    };
+    let c = docker.create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await.unwrap();
+    docker.start_container(&c.id, None::<bollard::query_parameters::StartContainerOptions>).await.unwrap();
+    c.id
+}
+
+async fn exists(id: &str) -> bool {
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    docker.inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>).await.is_ok()
+}
+
+async fn remove(id: &str) {
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build();
+    let _ = docker.remove_container(id, Some(opts)).await;
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_of_owners_this_process_cannot_judge_are_left_alone() {
+    if dagger_sandbox::engines::docker_available().await.is_err() {
+        assert_ne!(std::env::var("DAGGER_SANDBOX_REQUIRE_DOCKER").as_deref(), Ok("1"), "no Docker engine answers");
+        println!("SKIPPED: no Docker engine here");
+        return;
+    }
+    // A pid that does not run here, on this boot: the owner looks dead from this namespace, but
+    // it names another PID namespace (a program in a container with the Docker socket), another
+    // machine sharing DOCKER_HOST, or no namespace at all (the old `pid@boot` format).
+    let boot = read("/proc/sys/kernel/random/boot_id");
+    let dead = i32::MAX;
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap().display().to_string();
+    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']').to_string();
+    let host = dagger_sandbox::host_id();
+    let other_ns = plant(&format!("{dead}@{boot}@4026500000@{host}")).await;
+    let other_host = plant(&format!("{dead}@{boot}@{ns}@another-machine:0123")).await;
+    let old_format = plant(&format!("{dead}@{boot}")).await;
+    let dead_here = plant(&format!("{dead}@{boot}@{ns}@{host}")).await;
+
+    let report = cleanup_orphans().await;
+    let kept = (exists(&other_ns).await, exists(&other_host).await, exists(&old_format).await);
+    let removed = !exists(&dead_here).await;
+    for id in [&other_ns, &other_host, &old_format, &dead_here] {
+        remove(id).await;
+    }
+    let report = report.unwrap();
+    assert_eq!(kept, (true, true, true), "owners of another namespace, host or format are left alone: {report:?}");
+    assert!(removed, "a dead owner of this namespace and host is an orphan: {report:?}");
+    assert!(report.unjudged >= 3, "{report:?}");
+}

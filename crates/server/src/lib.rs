@@ -150,22 +150,6 @@ fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<Flock<File>> {
     }
 }
 
-/// Connects to the Docker engine for reconcile, or `None` (with a warning) when none answers.
-async fn docker_client() -> Option<bollard::Docker> {
-    let docker = bollard::Docker::connect_with_defaults().ok()?;
-    match tokio::time::timeout(Duration::from_secs(2), docker.ping()).await {
-        Ok(Ok(_)) => Some(docker),
-        Ok(Err(e)) => {
-            tracing::warn!("the Docker engine does not answer ({e}); docker sessions cannot be reconciled");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("the Docker engine does not answer within 2 s; docker sessions cannot be reconciled");
-            None
-        }
-    }
-}
-
 /// Starts the daemon in this process: checks the address, locks the state dir, loads the token
 /// and templates, opens the registry, reconciles with the engine, listens, starts the reaper and
 /// writes `daemon.json`. `run` is this plus signals; tests call it with port 0.
@@ -193,7 +177,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         .await?
         .with_context(|| format!("opening the session registry {}", state::db_path(&state_dir).display()))?;
     let owner = format!("{}{}", dagger_sandbox::DAEMON_OWNER_PREFIX, state_dir.display());
-    let sessions = Sessions::new(store, owner, templates, docker_client().await);
+    let sessions = Sessions::new(store, owner, templates);
     let reconciled = reconcile::reconcile(&sessions).await.context("reconciling sessions with the engine")?;
 
     let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(|e| {

@@ -129,6 +129,7 @@ pub fn document() -> Value {
                         "200": {"description": "the result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecResult"}}}},
                         "400": {"description": "invalid request", "content": error_ref()},
                         "409": {"description": "the session has ended", "content": error_ref()},
+                        "503": {"description": "the session's engine does not answer yet; retry later", "content": error_ref()},
                         "504": {"description": "the command timed out and was killed", "content": error_ref()}
                     }), session_errors())
                 }
@@ -155,7 +156,8 @@ pub fn document() -> Value {
                     "responses": merge(json!({
                         "200": {"description": "the bytes", "content": {"application/octet-stream": {}}},
                         "400": {"description": "invalid path", "content": error_ref()},
-                        "409": {"description": "the session has ended", "content": error_ref()}
+                        "409": {"description": "the session has ended", "content": error_ref()},
+                        "503": {"description": "the session's engine does not answer yet; retry later", "content": error_ref()}
                     }), session_errors())
                 },
                 "put": {
@@ -167,7 +169,8 @@ pub fn document() -> Value {
                         "204": {"description": "written"},
                         "400": {"description": "invalid path or mode", "content": error_ref()},
                         "403": {"description": "restricted path", "content": error_ref()},
-                        "409": {"description": "the session has ended", "content": error_ref()}
+                        "409": {"description": "the session has ended", "content": error_ref()},
+                        "503": {"description": "the session's engine does not answer yet; retry later", "content": error_ref()}
                     }), session_errors())
                 }
             },
@@ -233,7 +236,7 @@ pub fn document() -> Value {
                         "createdAt": {"type": "string", "format": "date-time"},
                         "lastActiveAt": {"type": "string", "format": "date-time"},
                         "expiresAt": {"type": "string", "format": "date-time"},
-                        "endedReason": {"type": ["string", "null"], "enum": ["stopped", "expired", "lost", "failed", null]}
+                        "endedReason": {"type": ["string", "null"], "enum": ["stopped", "expired", "lost", "failed", "engine_stopped", "abandoned", null]}
                     }
                 },
                 "CreateRequest": {

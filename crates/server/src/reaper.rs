@@ -1,5 +1,7 @@
-//! The TTL reaper: sessions past `expires_at` are stopped for real (engine resources removed), not
-//! only marked in the table, so a forgotten session never keeps a container running.
+//! The daemon's periodic work: the TTL reaper (sessions past `expires_at` are stopped for real,
+//! engine resources removed, not only marked in the table, so a forgotten session never keeps a
+//! container running), taking back sessions whose engine was down, and noticing containers
+//! stopped outside the daemon (from the engine's events at once, and by a periodic check).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,7 +10,11 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::sessions::{Sessions, REASON_EXPIRED};
+use crate::sessions::{Sessions, TakeBack, REASON_EXPIRED};
+
+/// How often sessions kept for a retry are taken back and held sessions checked against the
+/// engine (events usually report a stopped container sooner).
+pub const ENGINE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Ends every expired session once; how many were ended.
 pub async fn reap_once(sessions: &Sessions) -> usize {
@@ -35,15 +41,28 @@ pub async fn reap_once(sessions: &Sessions) -> usize {
     n
 }
 
-/// Reaps every `interval` until `stop` is cancelled.
+/// Takes back the sessions kept for a retry and checks the held ones once; (taken back, ended).
+pub async fn check_engine_once(sessions: &Arc<Sessions>) -> (usize, usize) {
+    let taken = sessions.take_back_pending().await.iter().filter(|t| matches!(t, TakeBack::Reattached)).count();
+    (taken, sessions.check_engine_once().await)
+}
+
+/// Reaps every `interval`, checks the engine every [`ENGINE_CHECK_INTERVAL`] and follows its
+/// events, until `stop` is cancelled.
 pub async fn run(sessions: Arc<Sessions>, interval: Duration, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+    let periodic = async {
+        let mut reap = tokio::time::interval(interval);
+        reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = tokio::time::interval(ENGINE_CHECK_INTERVAL);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.tick().await; // reconcile has just checked everything
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = reap.tick() => { reap_once(&sessions).await; }
+                _ = check.tick() => { check_engine_once(&sessions).await; }
+            }
         }
-        reap_once(&sessions).await;
-    }
+    };
+    tokio::join!(periodic, sessions.clone().watch_engine(stop.clone()));
 }

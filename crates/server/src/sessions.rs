@@ -1,13 +1,13 @@
 //! The live session registry: the sandboxes this daemon holds (with their service and log), kept
 //! in step with the SQLite store, and the one place where sessions are created and stopped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::Docker;
 use chrono::Utc;
+use dagger_sandbox::inventory::Inventory;
 use dagger_sandbox::{
     BackendChoice, BackendKind, ExecOptions, ExecResult, OutputChunk, Sandbox, SandboxConfig, Service,
 };
@@ -19,6 +19,12 @@ use crate::logs::{LineSplitter, LogBuffer};
 use crate::templates::{Templates, DEFAULT_WORKING_DIRECTORY};
 use crate::views::{empty_object, Meta};
 pub use crate::views::{CreateRequest, ExecRequest, ExecView, SessionView};
+
+mod detached;
+mod engine_watch;
+mod secrets;
+mod takeback;
+pub use takeback::TakeBack;
 
 /// Session lifetime when the create request names none.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -35,6 +41,12 @@ pub const REASON_EXPIRED: &str = "expired";
 pub const REASON_LOST: &str = "lost";
 /// `ended_reason` of a session whose service exited or never became ready.
 pub const REASON_FAILED: &str = "failed";
+/// `ended_reason` of a session whose container was stopped or removed outside the daemon
+/// (`docker stop`, `docker rm`, an OOM kill, the engine restarting).
+pub const REASON_ENGINE_STOPPED: &str = "engine_stopped";
+/// `ended_reason` of a session whose creating client went away before the answer: it is stopped,
+/// so a create nobody waits for leaks nothing.
+pub const REASON_ABANDONED: &str = "abandoned";
 
 /// A sandbox this daemon holds.
 pub struct Live {
@@ -71,8 +83,12 @@ pub struct Sessions {
     store: Store,
     owner: String,
     templates: Templates,
-    docker: Option<Docker>,
+    inventory: Inventory,
     live: Mutex<HashMap<String, Arc<Live>>>,
+    /// Sessions being taken back right now, so two callers never reattach one sandbox twice.
+    retaking: Mutex<HashSet<String>>,
+    /// This registry, for work that outlives a call (taking a session back on use).
+    me: std::sync::Weak<Sessions>,
     ended_logs: Mutex<VecDeque<(String, Arc<LogBuffer>)>>,
     /// The daemon's own counters.
     pub counters: Counters,
@@ -109,13 +125,15 @@ fn ttl(seconds: u64) -> Result<chrono::Duration, ApiError> {
 
 impl Sessions {
     /// A registry over `store` whose engine resources carry the owner label `owner`.
-    pub fn new(store: Store, owner: String, templates: Templates, docker: Option<Docker>) -> Arc<Self> {
-        Arc::new(Sessions {
+    pub fn new(store: Store, owner: String, templates: Templates) -> Arc<Self> {
+        Arc::new_cyclic(|me| Sessions {
+            me: me.clone(),
             store,
             owner,
             templates,
-            docker,
+            inventory: Inventory::new(),
             live: Mutex::new(HashMap::new()),
+            retaking: Mutex::new(HashSet::new()),
             ended_logs: Mutex::new(VecDeque::new()),
             counters: Counters::default(),
             ready_timeout: dagger_sandbox::DEFAULT_READY_TIMEOUT,
@@ -127,9 +145,9 @@ impl Sessions {
         &self.owner
     }
 
-    /// The Docker client used to reconcile and to remove resources of sandboxes not held.
-    pub fn docker(&self) -> Option<&Docker> {
-        self.docker.as_ref()
+    /// The engines' inventory, used to reconcile and to remove resources of sandboxes not held.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
     }
 
     /// Runs a store call off the async threads.
@@ -200,10 +218,11 @@ impl Sessions {
                 id: id.to_string(),
                 reason: s.ended_reason.unwrap_or_else(|| "unknown".into()),
             }),
-            _ => Err(ApiError::Internal(format!(
-                "session {id} is {} in the registry but this daemon does not hold its sandbox; stop it with DELETE",
-                s.status
-            ))),
+            // Not held: its engine did not answer when the daemon started. Try again now.
+            _ => match self.me.upgrade() {
+                Some(me) => me.take_back_now(&s).await,
+                None => Err(ApiError::Internal("the daemon is shutting down".into())),
+            },
         }
     }
 
@@ -216,8 +235,9 @@ impl Sessions {
     }
 
     /// Creates a session: checks the request, creates the sandbox, starts its service and waits
-    /// for its ports, then records it. On any failure nothing is left running or recorded.
-    pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<Session, ApiError> {
+    /// for its ports, then records it. On any failure nothing is left running or recorded. Only
+    /// [`Sessions::create`] calls it, from a task no client can drop half-way.
+    async fn create_now(self: &Arc<Self>, req: CreateRequest) -> Result<Session, ApiError> {
         let tpl = match &req.template {
             Some(name) => Some(self.templates.get(name).cloned().ok_or_else(|| {
                 bad(format!("unknown template {name:?}; known: {}", self.templates.names().join(", ")))
@@ -291,6 +311,8 @@ impl Sessions {
             // Pin the backend it got, so a restarted daemon reattaches to the same kind of engine.
             let mut pinned = config.clone();
             pinned.backend = choice_of(s.provider);
+            // Secrets never reach the database: names only (a reattach reads values back).
+            pinned.env.clear();
             let meta = Meta {
                 isolation: sandbox.isolation().as_str().to_string(),
                 image: sandbox.image().map(str::to_string),
@@ -299,6 +321,7 @@ impl Sessions {
                 ports: port_maps,
                 user,
                 config: Some(pinned),
+                env_names: req.env.keys().cloned().collect(),
             };
             s.metadata = serde_json::to_value(&meta).map_err(|e| ApiError::Internal(e.to_string()))?;
             self.live_map().insert(s.id.clone(), live.clone());
@@ -365,7 +388,8 @@ impl Sessions {
             let Some(this) = this.upgrade() else { return };
             let id = live.sandbox.id().to_string();
             let still_held = this.live(&id).is_some_and(|l| Arc::ptr_eq(&l, &live));
-            if !still_held {
+            // A service ends with its container: that is the engine's doing, not the service's.
+            if !still_held || this.end_if_engine_stopped(&id).await {
                 return;
             }
             live.logs.system(match code {
@@ -379,50 +403,11 @@ impl Sessions {
         });
     }
 
-    /// Takes a session back after a restart: holds `sandbox` and restarts its service when its
-    /// ports no longer answer.
-    pub async fn adopt(self: &Arc<Self>, s: &Session, sandbox: Sandbox) -> Result<(), ApiError> {
-        let meta = Meta::of(s);
-        let logs = Arc::new(LogBuffer::new());
-        logs.system("daemon restarted: the session was taken back; earlier output is not available");
-        let live = Live::new(sandbox.clone(), logs);
-        if let Some(cmd) = &meta.command {
-            let ports = sandbox.ports();
-            let mut answering = !ports.is_empty();
-            for p in &ports {
-                answering &= dagger_sandbox::engines::serves_on_loopback(p.host_port).await;
-            }
-            if answering {
-                live.logs.system("the service is still running; its output after the restart is not captured");
-            } else {
-                let service = self.start_service(&live, cmd).await?;
-                *live.service.lock().unwrap_or_else(|p| p.into_inner()) = Some(service);
-            }
-            if meta.ports != ports {
-                let mut m = s.metadata.clone();
-                m["ports"] = serde_json::to_value(&ports).unwrap_or_default();
-                let change = SessionUpdate {
-                    metadata: Some(m),
-                    host_url: ports.first().map(|p| p.url.clone()),
-                    ..Default::default()
-                };
-                let id = s.id.clone();
-                self.db(move |st| st.update(&id, &change)).await?;
-            }
-        }
-        self.live_map().insert(s.id.clone(), live.clone());
-        self.watch_service(&live);
-        Ok(())
-    }
-
-    /// The config a session was created with, to reattach it.
-    pub fn config_of(s: &Session) -> Option<SandboxConfig> {
-        Meta::of(s).config
-    }
-
     /// Stops a session for real (service stopped, engine resources removed) and marks it
     /// terminated with `reason`. A terminated session is returned unchanged; `None` if unknown.
     pub async fn stop(&self, id: &str, reason: &str) -> Result<Option<Session>, ApiError> {
+        // Keeps the periodic retry from taking back a sandbox this stop is removing.
+        let _mark = takeback::Retaking::hold(self, id);
         let live = self.live_map().remove(id);
         match &live {
             Some(live) => {
@@ -451,6 +436,9 @@ impl Sessions {
         }
         let (key, why) = (id.to_string(), reason.to_string());
         let row = self.db(move |st| st.terminate(&key, &why, Utc::now())).await?;
+        if let Some(r) = &row {
+            self.scrub_env(r).await?;
+        }
         if let Some(live) = live {
             live.logs.system(format!("session ended: {reason}"));
             live.logs.end();
@@ -464,26 +452,27 @@ impl Sessions {
         Ok(row)
     }
 
-    /// Removes the engine resource of a sandbox this daemon does not hold, when it is labelled
-    /// with this daemon's owner (a container) or lies in the local sandbox directory.
+    /// Removes the engine resource of a sandbox this daemon does not hold, when it carries this
+    /// daemon's owner label (a container, or a local directory whose owner file names it).
     pub async fn remove_resource(&self, id: &str, resource: Option<&str>, kind: BackendKind) {
         let Some(resource) = resource else { return };
-        match kind {
-            BackendKind::Docker => {
-                if let Some(docker) = &self.docker {
-                    crate::reconcile::remove_owned_container(docker, &self.owner, resource).await;
-                }
+        if kind == BackendKind::Dagger {
+            return;
+        }
+        let found = match self.inventory.find(kind, resource).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(session = id, resource, "cannot look up the resource to remove it: {e}");
+                return;
             }
-            BackendKind::Local => {
-                let dir = std::path::Path::new(resource);
-                let parent = dagger_sandbox::engines::local_sandbox_parent();
-                if dir.starts_with(&parent) && dir != parent && dir.exists() {
-                    if let Err(e) = std::fs::remove_dir_all(dir) {
-                        tracing::warn!(session = id, "removing {} failed: {e}", dir.display());
-                    }
-                }
-            }
-            BackendKind::Dagger => {}
+        };
+        if found.owner.as_deref() != Some(self.owner.as_str()) || !found.made_here() {
+            tracing::warn!(session = id, resource, owner = ?found.owner, "not removing a resource another owner labelled");
+            return;
+        }
+        if let Err(e) = self.inventory.remove(&found).await {
+            tracing::warn!(session = id, resource, "removing the resource failed: {e}");
         }
     }
 
@@ -525,7 +514,10 @@ impl Sessions {
             Ok(res) => live.logs.system(format!("exit code {}", res.exit_code)),
             Err(e) => live.logs.system(format!("failed: {} {e}", e.code())),
         }
-        Ok(r?)
+        match r {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.explain_failure(id, e.into()).await),
+        }
     }
 
     /// Reads a file of a session.

@@ -99,7 +99,12 @@ pub(crate) struct Meta {
     pub(crate) ports: Vec<PortMapping>,
     #[serde(default = "empty_object")]
     pub(crate) user: serde_json::Value,
+    /// The config to reattach with; its env holds no values (secrets stay out of the database).
     pub(crate) config: Option<SandboxConfig>,
+    /// The names of the env the session was created with; the values live only in the daemon's
+    /// memory and in the sandbox's container.
+    #[serde(default)]
+    pub(crate) env_names: Vec<String>,
 }
 
 /// `{}`, the metadata of a session that was given none.
@@ -119,6 +124,7 @@ impl Meta {
                 ports: vec![],
                 user: empty_object(),
                 config: None,
+                env_names: vec![],
             }
         })
     }

@@ -157,3 +157,35 @@ async fn without_a_container_engine_a_create_fails_unless_it_asks_for_the_host()
     let (status, _) = d.call(Method::DELETE, &format!("/api/sandbox/{id}"), None).await;
     assert!(status < 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_while_the_engine_is_down_keeps_sessions_for_when_it_returns() {
+    let (_cleanup, dir) = state_dir();
+    let mut d = tokio::task::block_in_place(|| DaemonProcess::spawn(dir.path()));
+    let (status, s) = d.call(Method::POST, "/api/sandbox", Some(json!({"image": BUSYBOX, "backend": "docker"}))).await;
+    assert_eq!(status, 201, "{s}");
+    let id = s["id"].as_str().unwrap().to_string();
+    let container = s["containerId"].as_str().unwrap().to_string();
+    let exec_path = format!("/api/sandbox/{id}/exec");
+    let (status, _) = d.call(Method::POST, &exec_path, Some(json!({"command": "echo kept > work.txt"}))).await;
+    assert_eq!(status, 200);
+    assert!(!d.signal(Signal::SIGKILL).success());
+
+    // The engine is unreachable while the daemon starts: the session is kept, calls say why.
+    let down = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+    let mut d = tokio::task::block_in_place(|| DaemonProcess::spawn_with(dir.path(), &down));
+    let (_, v) = d.call(Method::GET, &format!("/api/sandbox/{id}"), None).await;
+    assert_eq!((v["status"].as_str(), v["endedReason"].as_str()), (Some("active"), None), "{v}");
+    let (status, v) = d.call(Method::POST, &exec_path, Some(json!({"command": "true"}))).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (503, Some("ENGINE_UNAVAILABLE")), "{v}");
+    assert!(d.signal(Signal::SIGTERM).success());
+    assert!(container_exists(&container).await, "the container is kept while its engine is away");
+
+    // The engine is back: the next start takes the session back, and its work is there.
+    let mut d = tokio::task::block_in_place(|| DaemonProcess::spawn(dir.path()));
+    let (status, out) = d.call(Method::POST, &exec_path, Some(json!({"command": "cat work.txt"}))).await;
+    assert_eq!((status, out["stdout"].as_str()), (200, Some("kept\n")), "{out}");
+    let (status, _) = d.call(Method::DELETE, "/api/sandbox", None).await;
+    assert_eq!(status, 200);
+    assert!(d.signal(Signal::SIGTERM).success());
+}

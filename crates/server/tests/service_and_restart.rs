@@ -207,3 +207,33 @@ async fn plant(owner: &str, sandbox: &str) -> String {
     docker.start_container(&c.id, None::<bollard::query_parameters::StartContainerOptions>).await.unwrap();
     c.id
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_stopped_outside_the_daemon_ends_its_session() {
+    let (_cleanup, dir) = state_dir();
+    let d = Daemon::start(dir.path(), REAP).await;
+    let s = d.create(json!({})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let mut events = Events::open(&d, &format!("/api/sandbox/{id}/logs?follow=true")).await;
+
+    let stop = bollard::query_parameters::StopContainerOptionsBuilder::default().t(1).build();
+    let stopped_at = std::time::Instant::now();
+    docker().stop_container(s["containerId"].as_str().unwrap(), Some(stop)).await.unwrap();
+    println!("docker stop returned after {:?}", stopped_at.elapsed());
+
+    let mut ended = None;
+    while let Some((event, data)) = events.next(Duration::from_secs(20)).await {
+        if event == "end" {
+            ended = Some(data);
+            break;
+        }
+    }
+    assert!(ended.is_some(), "a follower gets its end event when the container stops");
+    println!("end event {:?} after docker stop began", stopped_at.elapsed());
+    let (_, v) = d.call(Method::GET, &format!("/api/sandbox/{id}"), None).await;
+    assert_eq!((v["status"].as_str(), v["endedReason"].as_str()), (Some("terminated"), Some("engine_stopped")), "{v}");
+    let (status, v) = d.call(Method::POST, &format!("/api/sandbox/{id}/exec"), Some(json!({"command": "true"}))).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("SESSION_ENDED")), "{v}");
+    assert!(containers_of(&d.owner()).await.is_empty(), "the stopped container is removed with its session");
+    d.server.shutdown().await;
+}

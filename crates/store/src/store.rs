@@ -52,6 +52,8 @@ impl Store {
         }
         // NORMAL is durable against crashes of this process under WAL; only a power cut may lose the last commits.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Deleted or overwritten content (a scrubbed env value) is zeroed, not left in free pages.
+        conn.pragma_update(None, "secure_delete", true)?;
         Store::init(conn)
     }
 

@@ -236,7 +236,13 @@ pub(crate) async fn open(cfg: &ResolvedConfig, id: &str) -> Result<(Box<dyn Engi
 }
 
 /// Takes back the engine resources of sandbox `id` (see `Sandbox::reattach`).
-pub(crate) async fn reattach(cfg: &ResolvedConfig, id: &str, resource_id: &str) -> Result<Box<dyn Engine>> {
+/// Also returns the env the resource recorded when it was made (a container's own env; none for a
+/// local directory), so a caller that kept only the names gets the values back.
+pub(crate) async fn reattach(
+    cfg: &ResolvedConfig,
+    id: &str,
+    resource_id: &str,
+) -> Result<(Box<dyn Engine>, BTreeMap<String, String>)> {
     // `auto` records no backend: a local sandbox's resource is a host path, a container's an id.
     let local = match cfg.backend {
         BackendChoice::Local => true,
@@ -256,10 +262,12 @@ pub(crate) async fn reattach(cfg: &ResolvedConfig, id: &str, resource_id: &str) 
         }
     };
     if local {
-        return Ok(Box::new(local::LocalEngine::reattach(cfg, id, resource_id)?));
+        return Ok((Box::new(local::LocalEngine::reattach(cfg, id, resource_id)?), BTreeMap::new()));
     }
     let client = docker::connect(DOCKER_PROBE).await.map_err(|why| docker_unavailable(&why))?;
-    Ok(Box::new(docker::DockerEngine::reattach(client, cfg, id, resource_id).await?))
+    let mut engine = docker::DockerEngine::reattach(client, cfg, id, resource_id).await?;
+    let env = std::mem::take(&mut engine.recorded_env);
+    Ok((Box::new(engine), env))
 }
 
 /// `backend: "dagger"`: the shared session (found and connected within `daggerConnectTimeoutMs`),
@@ -306,7 +314,7 @@ async fn auto_dagger(_cfg: &ResolvedConfig, _id: &str) -> std::result::Result<Bo
     Err(("this build has no dagger backend".into(), false))
 }
 
-fn docker_unavailable(why: &str) -> Error {
+pub(crate) fn docker_unavailable(why: &str) -> Error {
     Error::EngineUnavailable {
         backend: "docker".into(),
         tried: format!("docker: {why}"),

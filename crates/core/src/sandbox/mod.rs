@@ -355,15 +355,19 @@ impl Sandbox {
 
     /// Takes back a sandbox whose handle was lost (a daemon that restarted), from its id, the
     /// resource id it reported ([`resource_id`](Self::resource_id)) and the config it was created
-    /// with. `NOT_FOUND` when the resource is gone or no longer runs. Env set with `with_env` after
-    /// create and the workdir set later are not recorded by the engine: they come from `config`.
+    /// with. `NOT_FOUND` when the resource is gone or no longer runs. On docker the container keeps
+    /// the env the sandbox was created with, so `config` may leave secret values out and still get
+    /// them back; env set with `with_env` after create, the workdir set later, and every env value
+    /// of a local sandbox are not recorded by the engine: they come from `config`.
     pub async fn reattach(config: SandboxConfig, id: &str, resource_id: &str) -> Result<Sandbox> {
         let cfg = config.resolve()?;
         if !id.starts_with("sbx-") || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(Error::InvalidArgument(format!("{id:?} is not a sandbox id")));
         }
-        let engine = backend::reattach(&cfg, id, resource_id).await?;
-        let state = State { workdir: cfg.workdir.clone(), env: cfg.env.clone() };
+        let (engine, mut env) = backend::reattach(&cfg, id, resource_id).await?;
+        // Values the config gives win over what the resource recorded.
+        env.extend(cfg.env.clone());
+        let state = State { workdir: cfg.workdir.clone(), env };
         tracing::info!(sandbox = id, resource = resource_id, "sandbox reattached");
         Ok(Sandbox::from_parts(id.to_string(), Arc::from(engine), cfg, state, None))
     }

@@ -1,7 +1,7 @@
 //! The docker backend: one long-lived, labelled container per sandbox, driven through the Docker
 //! Engine API (bollard), never the docker CLI.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,14 +15,15 @@ use bollard::Docker;
 use futures_util::TryStreamExt;
 
 use super::{BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation, PortMapping};
-use crate::cleanup::{LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
 use crate::config::ResolvedConfig;
 use crate::error::{Error, Result};
 use crate::exec::RunningExec;
+use crate::owner::{host_id, LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
 use crate::paths::SandboxPath;
 
 mod exec;
 mod files;
+pub(crate) mod inventory;
 
 /// The repository that fork snapshots are committed to; the tag is the new sandbox's id.
 const SNAPSHOT_REPO: &str = "dagger-sandbox-snapshot";
@@ -98,6 +99,9 @@ struct Spec {
     /// Container ports published on 127.0.0.1.
     ports: Vec<u16>,
     owner: String,
+    /// The sandbox's env, also the container's: a daemon that restarts reads the values back from
+    /// the engine instead of keeping secrets in its own files.
+    env: BTreeMap<String, String>,
 }
 
 impl Spec {
@@ -114,6 +118,7 @@ impl Spec {
             labels,
             ports: cfg.ports.clone(),
             owner: cfg.owner.clone(),
+            env: cfg.env.clone(),
         }
     }
 }
@@ -128,6 +133,8 @@ pub(crate) struct DockerEngine {
     owned_image: Option<String>,
     /// Where the published ports landed on the host.
     ports: Vec<PortMapping>,
+    /// On reattach: the env the container was created with (its env minus its image's).
+    pub(crate) recorded_env: BTreeMap<String, String>,
 }
 
 impl DockerEngine {
@@ -136,7 +143,15 @@ impl DockerEngine {
         ensure_image(&docker, &cfg.image, id).await?;
         let spec = Spec::of(cfg);
         let (container, ports) = start_container(&docker, &spec, id).await?;
-        Ok(DockerEngine { docker, id: id.to_string(), container, spec, owned_image: None, ports })
+        Ok(DockerEngine {
+            docker,
+            id: id.to_string(),
+            container,
+            spec,
+            owned_image: None,
+            ports,
+            recorded_env: BTreeMap::new(),
+        })
     }
 
     /// Takes back the running container of sandbox `id` (a handle lost with a daemon restart).
@@ -155,14 +170,23 @@ impl DockerEngine {
         }
         // A fork runs from a snapshot image labelled with its own id: that image is its to remove.
         let image = info.image.clone().unwrap_or_default();
-        let owned_image = match docker.inspect_image(&image).await {
-            Ok(img) => img
-                .config
-                .and_then(|c| c.labels)
-                .is_some_and(|l| l.get(LABEL_SANDBOX).map(String::as_str) == Some(id))
-                .then_some(image),
-            Err(_) => None,
-        };
+        let image_info = docker.inspect_image(&image).await.ok();
+        let image_config = image_info.and_then(|i| i.config);
+        let owned_image = image_config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .is_some_and(|l| l.get(LABEL_SANDBOX).map(String::as_str) == Some(id))
+            .then_some(image);
+        let image_env: Vec<String> = image_config.and_then(|c| c.env).unwrap_or_default();
+        let recorded_env = info
+            .config
+            .as_ref()
+            .and_then(|c| c.env.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|kv| !image_env.contains(kv))
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
         let spec = Spec::of(cfg);
         let ports = published_ports(&info, &spec.ports);
         Ok(DockerEngine {
@@ -172,6 +196,7 @@ impl DockerEngine {
             spec,
             owned_image,
             ports,
+            recorded_env,
         })
     }
 
@@ -233,6 +258,7 @@ async fn start_container(docker: &Docker, spec: &Spec, id: &str) -> Result<(Stri
     let mut labels = spec.labels.clone();
     labels.insert(LABEL_SANDBOX.into(), id.into());
     labels.insert(LABEL_OWNER.into(), spec.owner.clone());
+    labels.insert(LABEL_HOST.into(), host_id().into());
     // A published port needs a network to reach; the host side binds loopback only.
     let network = spec.network || !spec.ports.is_empty();
     let port_key = |p: &u16| format!("{p}/tcp");
@@ -250,6 +276,7 @@ async fn start_container(docker: &Docker, spec: &Spec, id: &str) -> Result<(Stri
         // The container only keeps the sandbox alive; every command is its own exec.
         entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
         cmd: Some(vec![]),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         working_dir: Some(spec.workdir.clone()),
         labels: Some(labels),
         exposed_ports: (!spec.ports.is_empty()).then(|| spec.ports.iter().map(port_key).collect()),
@@ -382,6 +409,7 @@ impl Engine for DockerEngine {
         let mut labels: HashMap<String, String> = self.spec.labels.clone();
         labels.insert(LABEL_SANDBOX.into(), new_id.into());
         labels.insert(LABEL_OWNER.into(), self.spec.owner.clone());
+        labels.insert(LABEL_HOST.into(), host_id().into());
         // pause=true: a commit of a container whose processes keep writing must not be torn.
         let opts = CommitContainerOptionsBuilder::default()
             .container(&self.container)
@@ -409,6 +437,7 @@ impl Engine for DockerEngine {
             spec: Spec { image: self.spec.image.clone(), ..spec },
             owned_image: Some(snap.id),
             ports,
+            recorded_env: BTreeMap::new(),
         }))
     }
 

@@ -31,6 +31,18 @@ pub fn local_sandbox_parent() -> PathBuf {
 /// The file in a local sandbox's directory naming the process that owns it (`pid@boot-id`).
 pub(crate) const OWNER_FILE: &str = "owner";
 
+/// Frees a local sandbox no handle holds (an orphan, or one a crashed daemon left): stops the
+/// processes its commands left running, then removes its directory `home`. Already gone is fine.
+pub(crate) fn remove_orphan_dir(home: &Path, id: &str) -> Result<()> {
+    if !id.is_empty() {
+        exec::kill_sandbox_processes(id);
+    }
+    match std::fs::remove_dir_all(home) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(format!("removing {}", home.display()), e)),
+        _ => Ok(()),
+    }
+}
+
 /// One local sandbox: `<parent>/<id>/root` is its `/`. The files live behind an `Arc` so blocking
 /// file work can move to tokio's blocking pool on any runtime flavour.
 pub(crate) struct LocalEngine {
