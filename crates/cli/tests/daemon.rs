@@ -336,3 +336,42 @@ fn fifty_concurrent_creates_all_succeed() {
     assert_eq!(h.json(&["clean", "--json"])["stopped"], 50);
     assert!(h.containers().is_empty());
 }
+
+#[test]
+fn a_starting_daemon_removes_the_sandboxes_of_dead_programs_and_keeps_the_rest() {
+    if !common::docker_ready("a_starting_daemon_removes_the_sandboxes_of_dead_programs_and_keeps_the_rest") {
+        return;
+    }
+    let _serial = serial();
+    // A program that ran here and died without closing its sandbox (a bridge client killed with
+    // SIGKILL): our own child, run to completion, so its pid names no running process.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim().to_string();
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap().display().to_string();
+    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']').to_string();
+    let host = dagger_sandbox::host_id();
+    let plant = |owner: &str| -> String {
+        let out = std::process::Command::new("docker")
+            .args(["run", "-d", "--label", "dev.dagger-sandbox.managed=1", "--label"])
+            .arg(format!("{}={owner}", common::OWNER_LABEL))
+            .args([BUSYBOX, "sleep", "300"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        stdout(&out).trim().to_string()
+    };
+    let dead = plant(&format!("{dead_pid}@{boot}@{ns}@{host}"));
+    // A live program's sandbox (this test process) and one of another machine stay.
+    let alive = plant(&format!("{}@{boot}@{ns}@{host}", std::process::id()));
+    let elsewhere = plant(&format!("{dead_pid}@{boot}@{ns}@another-machine:0123"));
+
+    let h = Harness::new();
+    h.json(&["list", "--json"]); // starts the daemon, which reconciles before it answers
+    let (dead_gone, alive_kept, elsewhere_kept) =
+        (!common::container_exists(&dead), common::container_exists(&alive), common::container_exists(&elsewhere));
+    let _ = std::process::Command::new("docker").args(["rm", "-f", &dead, &alive, &elsewhere]).output();
+    assert!(dead_gone, "the sandbox of a dead program was removed when the daemon started");
+    assert!(alive_kept && elsewhere_kept, "a live program's and another host's sandboxes were left alone");
+}

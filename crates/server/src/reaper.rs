@@ -41,6 +41,31 @@ pub async fn reap_once(sessions: &Sessions) -> usize {
     n
 }
 
+/// Removes what dead programs of this host left behind (a Node script or a bridge client killed
+/// before it could close its sandboxes), so a crash never leaks a container for longer than one reap
+/// interval while a daemon runs. Only owners judged dead are touched ([`dagger_sandbox::cleanup_orphans`]):
+/// never a live process's, a daemon's, or one of another host or PID namespace.
+pub async fn sweep_dead_owners() -> usize {
+    match dagger_sandbox::cleanup_orphans().await {
+        Ok(r) => {
+            let n = r.containers + r.images + r.directories;
+            if n > 0 {
+                tracing::info!(
+                    containers = r.containers,
+                    images = r.images,
+                    directories = r.directories,
+                    "removed sandboxes of programs that died without closing them"
+                );
+            }
+            n
+        }
+        Err(e) => {
+            tracing::debug!("could not sweep the sandboxes of dead programs: {e}");
+            0
+        }
+    }
+}
+
 /// Takes back the sessions kept for a retry and checks the held ones once; (taken back, ended).
 pub async fn check_engine_once(sessions: &Arc<Sessions>) -> (usize, usize) {
     let taken = sessions.take_back_pending().await.iter().filter(|t| matches!(t, TakeBack::Reattached)).count();
@@ -59,7 +84,10 @@ pub async fn run(sessions: Arc<Sessions>, interval: Duration, stop: Cancellation
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = reap.tick() => { reap_once(&sessions).await; }
+                _ = reap.tick() => {
+                    reap_once(&sessions).await;
+                    sweep_dead_owners().await;
+                }
                 _ = check.tick() => { check_engine_once(&sessions).await; }
             }
         }

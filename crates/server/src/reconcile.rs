@@ -2,8 +2,9 @@
 //! a `kill -9`): sessions are taken back, kept for a later retry when their engine does not answer,
 //! or marked `lost`; and resources that carry this daemon's owner label but belong to no session
 //! that is still active (containers, snapshot images, local sandbox directories) are removed.
-//! Resources of other owners (another daemon's state dir, a Node or Python program, the same state
-//! dir path on another machine sharing the engine) are never touched.
+//! Resources of other owners (another daemon's state dir, a live Node or Python program, the same
+//! state dir path on another machine sharing the engine) are never touched; those of programs of
+//! this host known to be dead are removed by [`crate::reaper::sweep_dead_owners`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub struct ReconcileReport {
     pub orphan_images: usize,
     /// Local sandbox directories of this daemon with no active session, removed.
     pub orphan_directories: usize,
+    /// Resources of dead programs of this host (not daemons) removed, see
+    /// [`crate::reaper::sweep_dead_owners`].
+    pub dead_owners: usize,
 }
 
 /// Takes back every active session and removes this daemon's orphaned engine resources.
@@ -43,6 +47,7 @@ pub async fn reconcile(sessions: &Arc<Sessions>) -> Result<ReconcileReport, ApiE
         }
     }
     sweep(sessions, &mut report).await?;
+    report.dead_owners = crate::reaper::sweep_dead_owners().await;
     let scrubbed = sessions.scrub_ended().await?;
     if scrubbed > 0 {
         tracing::info!(sessions = scrubbed, "removed env values kept in ended sessions' rows");
@@ -54,6 +59,7 @@ pub async fn reconcile(sessions: &Arc<Sessions>) -> Result<ReconcileReport, ApiE
         orphan_containers = report.orphan_containers,
         orphan_images = report.orphan_images,
         orphan_directories = report.orphan_directories,
+        dead_owners = report.dead_owners,
         "reconciled sessions with the engine"
     );
     Ok(report)
