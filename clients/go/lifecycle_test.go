@@ -1,0 +1,158 @@
+package daggersandbox
+
+// lifecycle_test.go: one bridge for many sandboxes and goroutines; who stops it, and what
+// closing a client does to its sandboxes.
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestSharedBridgeLivesUntilTheLastSandboxCloses(t *testing.T) {
+	realClient(t) // skips without Docker
+	ctx := testCtx(t)
+	cfg := Config{Backend: "docker", Image: busybox}
+	var boxes [3]*DaggerSandbox
+	var wg sync.WaitGroup
+	errs := make([]error, len(boxes))
+	for i := range boxes {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			boxes[i], errs[i] = NewDaggerSandbox(ctx, cfg)
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := boxes[0].Client()
+	if c == shared.client {
+		t.Fatal("NewDaggerSandbox without Config.Client must use the package's shared bridge, not the test's")
+	}
+	for _, b := range boxes[1:] {
+		if b.Client() != c {
+			t.Fatalf("sandboxes made concurrently should share one bridge: pids %d and %d", c.Pid(), b.Client().Pid())
+		}
+	}
+	child, err := boxes[0].Fork(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Many goroutines on several sandboxes of one bridge at once.
+	all := append(boxes[:], child)
+	var fails sync.Map
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			sb := all[g%len(all)]
+			name := fmt.Sprintf("g%d.txt", g)
+			if err := sb.WriteFile(ctx, name, name); err != nil {
+				fails.Store(g, err)
+				return
+			}
+			res, err := sb.Exec(ctx, "cat "+name)
+			if err != nil || res.Stdout != name {
+				fails.Store(g, fmt.Errorf("%+v, %v", res, err))
+			}
+		}(g)
+	}
+	wg.Wait()
+	fails.Range(func(k, v any) bool {
+		t.Errorf("goroutine %v: %v", k, v)
+		return true
+	})
+
+	for _, b := range boxes {
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Err() != nil {
+		t.Fatalf("the fork still holds the bridge, yet it is gone: %v", c.Err())
+	}
+	if _, err := child.Exec(ctx, "true"); err != nil {
+		t.Fatalf("the fork should still work: %v", err)
+	}
+	if err := child.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(c.Err(), ErrClosed) {
+		t.Fatalf("the last Close should stop the shared bridge: %v", c.Err())
+	}
+	if err := syscall.Kill(c.Pid(), 0); err == nil {
+		t.Errorf("bridge pid %d still runs", c.Pid())
+	}
+
+	// The next sandbox starts a new bridge.
+	again, err := NewDaggerSandbox(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if again.Client() == c {
+		t.Error("a closed bridge must not be reused")
+	}
+}
+
+func TestClientCloseClosesItsSandboxes(t *testing.T) {
+	realClient(t)
+	ctx := testCtx(t)
+	c, err := NewClient(ctx, ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.NewSandbox(ctx, Config{Backend: "docker", Image: busybox})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := a.Fork(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := make(chan error, 1)
+	go func() {
+		_, err := a.Exec(ctx, "sleep 60")
+		running <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // let the exec start
+	ids := []string{a.ID(), b.ID()}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-running:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("a command running at Close: want ErrClosed, got %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a command running at Close did not end")
+	}
+	for _, sb := range []*DaggerSandbox{a, b} {
+		if err := sb.WriteFile(ctx, "x", "y"); !errors.Is(err, ErrClosed) {
+			t.Errorf("a sandbox of a closed client: want ErrClosed, got %v", err)
+		}
+		if err := sb.Close(); err != nil {
+			t.Errorf("closing a sandbox of a closed client: %v", err)
+		}
+	}
+	for _, id := range ids {
+		if got := containersOf(t, id); len(got) != 0 {
+			t.Errorf("containers of %s left after Client.Close: %v", id, got)
+		}
+	}
+	if _, err := c.NewSandbox(ctx, Config{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewSandbox on a closed client: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("a second Close: %v", err)
+	}
+}
