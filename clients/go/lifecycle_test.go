@@ -4,8 +4,13 @@ package daggersandbox
 // closing a client does to its sandboxes.
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -154,5 +159,97 @@ func TestClientCloseClosesItsSandboxes(t *testing.T) {
 	}
 	if err := c.Close(); err != nil {
 		t.Errorf("a second Close: %v", err)
+	}
+}
+
+const userProgramEnv = "GO_CLIENT_USER_PROGRAM"
+
+// runUserProgram is a program using the client that gets killed: it makes a sandbox, prints its
+// id and waits.
+func runUserProgram() {
+	sb, err := NewDaggerSandbox(context.Background(), Config{Backend: "docker", Image: busybox})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println(sb.ID())
+	time.Sleep(10 * time.Minute)
+	os.Exit(0)
+}
+
+func TestKilledProgramLeavesNoContainer(t *testing.T) {
+	realClient(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), userProgramEnv+"=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	id := strings.TrimSpace(line)
+	if err != nil || !strings.HasPrefix(id, "sbx-") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("the program did not make a sandbox: %q, %v", line, err)
+	}
+	if got := containersOf(t, id); len(got) != 1 {
+		t.Fatalf("containers of %s while the program runs: %v", id, got)
+	}
+	_ = cmd.Process.Kill() // SIGKILL: no deferred Close runs in the program
+	_ = cmd.Wait()
+	// Its bridge sees EOF on stdin and closes the sandbox; give it a bounded while.
+	deadline := time.Now().Add(60 * time.Second)
+	for len(containersOf(t, id)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the container of %s outlived the killed program by 60 s: %v", id, containersOf(t, id))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestRealBridgeKilledMidExec(t *testing.T) {
+	realClient(t)
+	ctx := testCtx(t)
+	c, err := NewClient(ctx, ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sb, err := c.NewSandbox(ctx, Config{Backend: "docker", Image: busybox})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sb.ID()
+	t.Cleanup(func() { // a SIGKILLed bridge cannot close its container: remove it for it
+		if ids := containersOf(t, id); len(ids) > 0 {
+			_ = exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+		}
+	})
+	started := make(chan struct{})
+	var once sync.Once
+	go func() {
+		<-started
+		_ = c.cmd.Process.Kill() // SIGKILL to the bridge this test started, by its pid
+	}()
+	_, err = sb.Exec(ctx, "echo running; sleep 60", OnOutput(func(OutputChunk) { once.Do(func() { close(started) }) }))
+	if !errors.Is(err, ErrBridgeExited) || !strings.Contains(err.Error(), "signal: killed") {
+		t.Fatalf("want ErrBridgeExited saying it was killed, got %v", err)
+	}
+	if e := asError(t, err); e.ExitStatus == nil || *e.ExitStatus != -1 {
+		t.Errorf("ExitStatus of a killed bridge: %v", e.ExitStatus)
+	}
+	if _, err := sb.ReadFile(ctx, "x"); !errors.Is(err, ErrBridgeExited) {
+		t.Errorf("later calls: want ErrBridgeExited, got %v", err)
+	}
+	if err := sb.Close(); !errors.Is(err, ErrBridgeExited) {
+		t.Errorf("Close of a sandbox whose bridge died should say so, got %v", err)
 	}
 }

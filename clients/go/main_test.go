@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 		runFakeBridge(mode)
 		os.Exit(0)
 	}
+	if os.Getenv(userProgramEnv) != "" {
+		runUserProgram()
+	}
 	if os.Getenv(BridgeEnv) == "" {
 		target := os.Getenv("CARGO_TARGET_DIR")
 		if target == "" {
