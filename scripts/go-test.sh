@@ -44,5 +44,5 @@ set -e
 passed=$(grep -cE '^\s*--- PASS' "$log" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
 skipped=$(grep -cE '^\s*--- SKIP' "$log" || true)
-echo "go test: $passed passed, $failed failed, $skipped skipped"
+echo "go: $passed passed, $failed failed, $skipped skipped"
 exit "$status"

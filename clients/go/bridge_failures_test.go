@@ -236,3 +236,20 @@ func TestBridgeClosesStdoutButLivesOn(t *testing.T) {
 		t.Errorf("a bridge whose stdout is gone should be stopped (pid %d lives)", c.Pid())
 	}
 }
+
+// lateContext has a deadline that has passed while its own timer has not fired yet, as happens
+// between the two under load.
+type lateContext struct{ context.Context }
+
+func (lateContext) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+func TestDeadlinePassedBeforeTheContextNoticed(t *testing.T) {
+	_, sb := fakeBox(t, "silent", ClientOptions{CancelGrace: 100 * time.Millisecond})
+	err := sb.WriteFile(lateContext{context.Background()}, "a", "b")
+	if !errors.Is(err, ErrCancelled) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want ErrCancelled wrapping DeadlineExceeded (the bridge is fine), got %v", err)
+	}
+	if sb.Client().Err() != nil {
+		t.Fatalf("the client should still be usable: %v", sb.Client().Err())
+	}
+}

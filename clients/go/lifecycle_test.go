@@ -253,3 +253,50 @@ func TestRealBridgeKilledMidExec(t *testing.T) {
 		t.Errorf("Close of a sandbox whose bridge died should say so, got %v", err)
 	}
 }
+
+func TestManyCallsCancelledAtRandomMoments(t *testing.T) {
+	sb := newBox(t, Config{})
+	ctx := testCtx(t)
+	if err := sb.WriteFile(ctx, "f.txt", "content"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	for g := 0; g < 40; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			// Deadlines from 0 to 1.5 s: before the send, in flight, and after the answer.
+			cctx, cancel := context.WithTimeout(ctx, time.Duration(g*g)*time.Millisecond)
+			defer cancel()
+			var err error
+			if g%2 == 0 {
+				_, err = sb.ReadFile(cctx, "f.txt")
+			} else {
+				_, err = sb.Exec(cctx, "cat f.txt", OnOutput(func(OutputChunk) {}))
+			}
+			key := "ok"
+			if err != nil {
+				key = "other: " + err.Error()
+				if errors.Is(err, ErrCancelled) && errors.Is(err, context.DeadlineExceeded) {
+					key = "cancelled"
+				}
+			}
+			mu.Lock()
+			outcomes[key]++
+			mu.Unlock()
+		}(g)
+	}
+	wg.Wait()
+	for k, n := range outcomes {
+		if k != "ok" && k != "cancelled" {
+			t.Errorf("%d calls: %s", n, k)
+		}
+	}
+	t.Logf("outcomes: %v", outcomes)
+	// The client and the sandbox are still fine.
+	if s, err := sb.ReadFile(ctx, "f.txt"); err != nil || s != "content" {
+		t.Fatalf("after the storm: %q, %v", s, err)
+	}
+}

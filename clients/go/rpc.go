@@ -191,17 +191,25 @@ func (c *Client) write(ctx context.Context, method string, line []byte) error {
 	if err == nil {
 		return nil
 	}
+	// A deadline error is ctx's, even when ctx's own timer has not marked it done yet (the pipe's
+	// deadline can pass first, or be past already when set).
+	var cause error
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if cause = ctx.Err(); cause == nil {
+			cause = context.DeadlineExceeded
+		}
+	}
 	if n > 0 {
 		e := newError(CodeBridgeProtocol, method, err, "a request to the bridge was cut short after %d of %d bytes (%v); "+
 			"the bridge was stopped", n, len(line), err)
 		c.fail(e)
-		if ctx.Err() != nil {
-			return newError(CodeCancelled, method, ctx.Err(), "%v (sent in part; the bridge was stopped)", ctx.Err())
+		if cause != nil {
+			return newError(CodeCancelled, method, cause, "%v (sent in part; the bridge was stopped)", cause)
 		}
 		return e
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
-		return newError(CodeCancelled, method, ctx.Err(), "%v (not sent: the bridge is not reading)", ctx.Err())
+	if cause != nil {
+		return newError(CodeCancelled, method, cause, "%v (not sent)", cause)
 	}
 	// The pipe is broken: the bridge is gone. Its exit status and stderr say more, shortly.
 	select {
