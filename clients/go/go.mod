@@ -1,0 +1,3 @@
+module github.com/dagger-sandbox/dagger-sandbox/clients/go
+
+go 1.19
