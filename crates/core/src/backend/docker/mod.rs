@@ -2,7 +2,7 @@
 //! Engine API (bollard), never the docker CLI.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ use crate::paths::SandboxPath;
 
 mod exec;
 mod files;
+mod kill;
 
 /// The repository that fork snapshots are committed to; the tag is the new sandbox's id.
 const SNAPSHOT_REPO: &str = "dagger-sandbox-snapshot";
@@ -128,6 +129,8 @@ pub(crate) struct DockerEngine {
     owned_image: Option<String>,
     /// Where the published ports landed on the host.
     ports: Vec<PortMapping>,
+    /// Its execs, so a kill knows when processes outside an exec's tree can only be that exec's.
+    execs: Arc<kill::ExecBook>,
 }
 
 impl DockerEngine {
@@ -136,7 +139,15 @@ impl DockerEngine {
         ensure_image(&docker, &cfg.image, id).await?;
         let spec = Spec::of(cfg);
         let (container, ports) = start_container(&docker, &spec, id).await?;
-        Ok(DockerEngine { docker, id: id.to_string(), container, spec, owned_image: None, ports })
+        Ok(DockerEngine {
+            docker,
+            id: id.to_string(),
+            container,
+            spec,
+            owned_image: None,
+            ports,
+            execs: Default::default(),
+        })
     }
 
     /// Takes back the running container of sandbox `id` (a handle lost with a daemon restart).
@@ -172,6 +183,7 @@ impl DockerEngine {
             spec,
             owned_image,
             ports,
+            execs: Default::default(),
         })
     }
 
@@ -350,7 +362,7 @@ impl Engine for DockerEngine {
         if !matches!(self.stat(&spec.cwd).await?, Some(EntryKind::Dir | EntryKind::Symlink)) {
             return Err(Error::not_found(&self.id, "working directory", spec.cwd.to_string()));
         }
-        let run = exec::DockerExec::start(&self.docker, &self.container, &self.id, spec).await?;
+        let run = exec::DockerExec::start(&self.docker, &self.container, &self.id, &self.execs, spec).await?;
         Ok(Box::new(run))
     }
 
@@ -409,6 +421,7 @@ impl Engine for DockerEngine {
             spec: Spec { image: self.spec.image.clone(), ..spec },
             owned_image: Some(snap.id),
             ports,
+            execs: Default::default(),
         }))
     }
 

@@ -6,12 +6,14 @@ use std::pin::Pin;
 
 use crate::harness::Harness;
 
+mod escape;
 mod exec;
 mod files;
 mod isolation;
 mod lifecycle;
 mod service;
 
+use escape::*;
 use exec::*;
 use files::*;
 use isolation::*;
@@ -87,6 +89,8 @@ cases! {
     All a_timed_out_command_keeps_the_files_it_wrote,
     All one_exec_runs_once_so_its_output_and_files_agree,
     All relative_restrictions_and_protected_directories_hold,
+    All a_dropped_call_kills_its_command,
+    All a_command_that_escapes_its_group_and_env_dies_at_its_timeout,
     Dagger secret_values_are_scrubbed_from_output,
     Live serve_forwards_a_port_streams_output_and_stops,
     Live serve_reports_a_service_that_dies_or_never_listens,
@@ -97,4 +101,5 @@ cases! {
     Local symlinks_and_dot_dot_never_reach_outside_the_sandbox,
     Local close_stops_processes_a_command_left_running,
     Local a_file_swapped_for_a_fifo_never_hangs_a_read,
+    Local close_stops_processes_that_escaped_group_and_env,
 }
