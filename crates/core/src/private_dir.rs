@@ -12,7 +12,8 @@ pub fn per_user(base: &Path, name: &str) -> PathBuf {
 }
 
 /// Creates `dir` (mode 0700; its parents as needed) when missing, then checks it is private:
-/// a real directory (not a symlink), owned by this user, with no access for group or others.
+/// a real directory (not a symlink), owned by this user, that no group or other user can write
+/// to (so nobody else can rename, replace or add entries in it).
 /// Anything else is refused with an error that says what is wrong and how to fix it.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -32,8 +33,8 @@ pub fn check_private_dir(dir: &Path) -> io::Result<()> {
         Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "refusing to use {}: {why}; it must be a directory of yours with mode 0700 \
-                 (remove it, or point the setting at a private directory)",
+                "refusing to use {}: {why}; it must be a directory of yours that only you can write \
+                 to, such as mode 0700 (remove it, or point the setting at a private directory)",
                 dir.display()
             ),
         ))
@@ -50,8 +51,8 @@ pub fn check_private_dir(dir: &Path) -> io::Result<()> {
         return refuse(format!("it belongs to uid {}, not to this user (uid {me})", meta.uid()));
     }
     let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return refuse(format!("its mode is {mode:04o}: other users can reach into it"));
+    if mode & 0o022 != 0 {
+        return refuse(format!("its mode is {mode:04o}: other users can write into it"));
     }
     Ok(())
 }
@@ -77,7 +78,7 @@ mod tests {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
         let e = ensure_private_dir(&d).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
-        assert!(e.to_string().contains("other users can reach into it"), "{e}");
+        assert!(e.to_string().contains("other users can write into it"), "{e}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ async fn a_shared_or_swapped_local_parent_is_refused() {
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let e = create_in(&open).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
-    assert!(e.to_string().contains("other users can reach into it"), "{e}");
+    assert!(e.to_string().contains("other users can write into it"), "{e}");
     assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0, "nothing was made in it");
 
     // A symlink to a directory someone else controls.

@@ -122,7 +122,7 @@ mod tests {
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = ensure_dir(&open).unwrap_err();
-        assert!(e.to_string().contains("other users can reach into it"), "{e}");
+        assert!(e.to_string().contains("other users can write into it"), "{e}");
         let fresh = t.path().join("fresh");
         ensure_dir(&fresh).unwrap();
         assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
