@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use dagger_sandbox_server::auth;
 use dagger_sandbox_server::state::{self, DaemonInfo};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
@@ -82,20 +83,62 @@ pub async fn probe(state_dir: &Path) -> anyhow::Result<Probe> {
     let token = state::read_token(state_dir).unwrap_or_default().unwrap_or_default();
     match health(&http, &i.addr, &token).await {
         Ok(h) => Ok(Probe { info, health: Some(h), problem: None }),
-        Err(e) => Ok(Probe { info, health: None, problem: Some(e) }),
+        Err(e) => Ok(Probe { info, health: None, problem: Some(e.why) }),
     }
 }
 
-/// `GET /api/health` with the token, bounded; the error says why it did not answer.
-async fn health(http: &reqwest::Client, addr: &str, token: &str) -> Result<Value, String> {
-    let req = http.get(format!("http://{addr}/api/health")).bearer_auth(token).timeout(HEALTH_TIMEOUT);
-    let resp = req.send().await.map_err(|e| format!("no answer at {addr}: {}", root_cause(&e)))?;
-    if !resp.status().is_success() {
-        return Err(format!("{addr} answered {}", resp.status()));
+/// Why the recorded address does not count as this state dir's daemon.
+#[derive(Debug)]
+struct NotOurs {
+    /// What happened, for people.
+    why: String,
+    /// Something answered there but could not prove it holds the token (another program, or
+    /// another user's, bound the port after our daemon died).
+    impostor: bool,
+}
+
+impl NotOurs {
+    fn gone(why: String) -> Self {
+        NotOurs { why, impostor: false }
     }
-    let body: Value = resp.json().await.map_err(|e| format!("{addr} sent a bad health answer: {e}"))?;
+}
+
+/// Checks that the program at `addr` holds `token`, WITHOUT sending it: it must answer
+/// `GET /api/identity` with the HMAC of a fresh nonce under the token (docs/rest-api.md).
+async fn verify_identity(http: &reqwest::Client, addr: &str, token: &str) -> Result<(), NotOurs> {
+    let nonce = auth::new_nonce();
+    let req = http.get(format!("http://{addr}/api/identity?nonce={nonce}")).timeout(HEALTH_TIMEOUT);
+    let resp = req.send().await.map_err(|e| NotOurs::gone(format!("no answer at {addr}: {}", root_cause(&e))))?;
+    let impostor = |what: String| NotOurs {
+        why: format!(
+            "the program listening at {addr} (recorded in daemon.json) is not this state dir's daemon: {what}; \
+             the token was not sent to it"
+        ),
+        impostor: true,
+    };
+    if !resp.status().is_success() {
+        return Err(impostor(format!("it answered the identity check with {}", resp.status())));
+    }
+    let body: Value = resp.json().await.map_err(|e| impostor(format!("it sent a bad identity answer ({e})")))?;
+    let proof = body.get("proof").and_then(Value::as_str).unwrap_or_default();
+    if !auth::proof_matches(token, &nonce, proof) {
+        return Err(impostor("it could not prove it holds the token".into()));
+    }
+    Ok(())
+}
+
+/// Proves the daemon's identity, then `GET /api/health` with the token, bounded; the error says
+/// why it does not count as running.
+async fn health(http: &reqwest::Client, addr: &str, token: &str) -> Result<Value, NotOurs> {
+    verify_identity(http, addr, token).await?;
+    let req = http.get(format!("http://{addr}/api/health")).bearer_auth(token).timeout(HEALTH_TIMEOUT);
+    let resp = req.send().await.map_err(|e| NotOurs::gone(format!("no answer at {addr}: {}", root_cause(&e))))?;
+    if !resp.status().is_success() {
+        return Err(NotOurs::gone(format!("{addr} answered {}", resp.status())));
+    }
+    let body: Value = resp.json().await.map_err(|e| NotOurs::gone(format!("{addr} sent a bad health answer: {e}")))?;
     if body.get("status").and_then(Value::as_str) != Some("ok") {
-        return Err(format!("{addr} is not healthy: {body}"));
+        return Err(NotOurs::gone(format!("{addr} is not healthy: {body}")));
     }
     Ok(body)
 }
@@ -196,14 +239,16 @@ impl Client {
     pub async fn connect(state_dir: &Path) -> anyhow::Result<Client> {
         let http = http_client()?;
         state::ensure_dir(state_dir).with_context(|| format!("creating the state dir {}", state_dir.display()))?;
-        if let Some(c) = Self::try_existing(&http, state_dir).await {
-            return Ok(c);
+        match Self::try_existing(&http, state_dir).await {
+            Ok(c) => return Ok(c),
+            Err(Some(e)) if e.impostor => tracing::warn!("{}; starting a daemon of our own", e.why),
+            Err(_) => {}
         }
         let deadline = Instant::now() + START_TIMEOUT;
         let mut started: Option<(Child, StartLock, u64)> = None;
         let mut gave_way = false;
         loop {
-            if let Some(c) = Self::try_existing(&http, state_dir).await {
+            if let Ok(c) = Self::try_existing(&http, state_dir).await {
                 return Ok(c);
             }
             if let Some((child, _, log_from)) = &mut started {
@@ -224,7 +269,7 @@ impl Client {
                 // Keep polling the daemon that holds the state dir.
             } else if let Some(lock) = StartLock::try_acquire(state_dir) {
                 // Another CLI may have finished starting one between our probe and the lock.
-                if let Some(c) = Self::try_existing(&http, state_dir).await {
+                if let Ok(c) = Self::try_existing(&http, state_dir).await {
                     return Ok(c);
                 }
                 let from = log_len(state_dir);
@@ -244,14 +289,16 @@ impl Client {
         }
     }
 
-    async fn try_existing(http: &reqwest::Client, state_dir: &Path) -> Option<Client> {
-        let info = state::read_daemon_info(state_dir)?;
-        let token = state::read_token(state_dir).ok()??;
+    /// The recorded daemon, once it proved its identity and answered health; `Err(None)` when
+    /// nothing is recorded.
+    async fn try_existing(http: &reqwest::Client, state_dir: &Path) -> Result<Client, Option<NotOurs>> {
+        let info = state::read_daemon_info(state_dir).ok_or(None)?;
+        let token = state::read_token(state_dir).ok().flatten().ok_or(None)?;
         match health(http, &info.addr, &token).await {
-            Ok(_) => Some(Client { http: http.clone(), base: format!("http://{}", info.addr), token }),
-            Err(why) => {
-                tracing::debug!(%why, "the recorded daemon does not answer");
-                None
+            Ok(_) => Ok(Client { http: http.clone(), base: format!("http://{}", info.addr), token }),
+            Err(e) => {
+                tracing::debug!(why = %e.why, "the recorded daemon does not answer");
+                Err(Some(e))
             }
         }
     }

@@ -217,6 +217,66 @@ fn requests_without_the_token_are_refused() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A program on the recorded address that is not our daemon: it answers every request with a
+/// health-like 200 and a made-up identity proof, and keeps every byte it was sent.
+fn impostor(listener: std::net::TcpListener) -> std::sync::Arc<Mutex<Vec<u8>>> {
+    use std::io::{Read, Write};
+    let got = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            seen.lock().unwrap().extend_from_slice(&req);
+            let body =
+                format!(r#"{{"status":"ok","version":"0.1.0","pid":1,"sessions":0,"proof":"{}"}}"#, "0".repeat(64));
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    got
+}
+
+#[test]
+fn the_token_never_goes_to_a_program_that_took_the_daemons_port() {
+    if !common::docker_ready("the_token_never_goes_to_a_program_that_took_the_daemons_port") {
+        return;
+    }
+    let _serial = serial();
+    let h = Harness::new();
+    h.json(&["list", "--json"]);
+    let addr = h.daemon_addr();
+    let token = token(&h);
+    // kill -9 leaves daemon.json behind; someone else binds the port it names.
+    assert!(h.signal_daemon(Signal::SIGKILL));
+    let listener = std::net::TcpListener::bind(&addr).expect("binding the dead daemon's port");
+    let got = impostor(listener);
+
+    let out = h.run(&["list", "--json"]);
+    let received = String::from_utf8_lossy(&got.lock().unwrap()).to_string();
+    assert!(!received.contains(&token), "the listener received the token: {received}");
+    assert!(!received.to_ascii_lowercase().contains("authorization"), "the listener got credentials: {received}");
+    assert!(received.contains("/api/identity"), "the CLI asked the listener to prove itself: {received}");
+    assert!(out.status.success(), "the CLI started a daemon of its own: {}", describe(&out));
+    assert!(
+        stderr(&out).contains("is not this state dir's daemon") && stderr(&out).contains("the token was not sent"),
+        "the CLI says why it did not use the recorded address: {}",
+        describe(&out)
+    );
+    assert_ne!(h.daemon_addr(), addr, "daemon.json names the new daemon");
+}
+
 #[test]
 fn an_expired_session_is_reaped_from_the_engine() {
     if !common::docker_ready("an_expired_session_is_reaped_from_the_engine") {

@@ -319,6 +319,11 @@ pub(crate) async fn drive(
             deadline.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
         }
     }
+    if let Some(kill) = killing {
+        // The command ended while its kill was still at work (the kill itself ended it): let the
+        // kill finish, so a process it found but had not signalled yet is not left behind.
+        tokio::spawn(log_kill(kill));
+    }
     if let Some(e) = failure {
         return Err(e);
     }

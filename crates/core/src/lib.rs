@@ -29,6 +29,7 @@ pub mod inventory;
 pub mod metrics;
 mod owner;
 mod paths;
+pub mod private_dir;
 mod sandbox;
 mod service;
 mod tarball;

@@ -190,8 +190,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     })?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let app_state = api::AppState { sessions: sessions.clone(), shutdown: shutdown.clone() };
-    let app = api::router(app_state, Arc::from(token.as_str()));
+    let token_arc: Arc<str> = Arc::from(token.as_str());
+    let app_state = api::AppState { sessions: sessions.clone(), shutdown: shutdown.clone(), token: token_arc.clone() };
+    let app = api::router(app_state, token_arc);
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await

@@ -68,6 +68,21 @@ pub fn document() -> Value {
                 "summary": "Prometheus metrics", "security": [],
                 "responses": {"200": {"description": "text format 0.0.4", "content": {"text/plain": {}}}}
             }},
+            "/api/identity": {"get": {
+                "summary": "Proof that this daemon holds the state dir's token, without revealing it (clients check it before sending the token)",
+                "security": [],
+                "parameters": [{"name": "nonce", "in": "query", "required": true,
+                                "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{32,128}$"},
+                                "description": "a fresh random value chosen by the client"}],
+                "responses": {
+                    "200": {"description": "the proof", "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["proof"],
+                        "properties": {"proof": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                                                 "description": "hex HMAC-SHA256 under the token of \"dagger-sandbox identity v1\\u0000\" followed by the nonce"}}
+                    }}}},
+                    "400": {"description": "missing or malformed nonce", "content": error_ref()}
+                }
+            }},
             "/api/health": {"get": {
                 "summary": "Daemon health",
                 "responses": {

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 pub const STATE_DIR_ENV: &str = "DAGGER_SANDBOX_STATE_DIR";
 
 /// The default state directory: `$DAGGER_SANDBOX_STATE_DIR`, else `$XDG_STATE_HOME/dagger-sandbox`,
-/// else `~/.local/state/dagger-sandbox`, else a directory under the system temp dir.
+/// else `~/.local/state/dagger-sandbox`, else `dagger-sandbox-state-<uid>` under the system temp
+/// dir (per user; `ensure_dir` refuses it unless it is private).
 pub fn default_state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
@@ -20,7 +21,7 @@ pub fn default_state_dir() -> PathBuf {
     }
     match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
         Some(home) => PathBuf::from(home).join(".local/state/dagger-sandbox"),
-        None => std::env::temp_dir().join("dagger-sandbox-state"),
+        None => dagger_sandbox::private_dir::per_user(&std::env::temp_dir(), "dagger-sandbox-state"),
     }
 }
 
@@ -44,9 +45,13 @@ pub fn daemon_log_path(dir: &Path) -> PathBuf {
     dir.join("daemon.log")
 }
 
-/// Creates the state directory (mode 0700) if it is missing.
+/// Creates the state directory (mode 0700) if it is missing. One under the system temp dir,
+/// where other users can create names first, must be private: ours, mode 0700, no symlink.
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    if dir.starts_with(std::env::temp_dir()) && dir != std::env::temp_dir() {
+        return dagger_sandbox::private_dir::ensure_private_dir(dir);
+    }
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
@@ -109,6 +114,21 @@ pub fn write_daemon_info(dir: &Path, info: &DaemonInfo) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_state_dir_in_the_temp_dir_must_be_private() {
+        let t = tempfile::tempdir().unwrap();
+        let open = t.path().join("state");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = ensure_dir(&open).unwrap_err();
+        assert!(e.to_string().contains("other users can write into it"), "{e}");
+        let fresh = t.path().join("fresh");
+        ensure_dir(&fresh).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+        let home_less = default_state_dir();
+        assert!(!home_less.ends_with("dagger-sandbox-state"), "never the shared name: {}", home_less.display());
+    }
 
     #[test]
     fn the_token_is_made_once_private_and_then_reused() {

@@ -33,6 +33,22 @@ async fn api_calls_need_the_token_and_open_routes_do_not() {
     assert_eq!(health["status"], "ok");
     assert_eq!(health["pid"], std::process::id());
 
+    // The identity proof needs no token and proves the daemon holds it without revealing it.
+    let nonce = dagger_sandbox_server::auth::new_nonce();
+    let r = d.http.get(d.url(&format!("/api/identity?nonce={nonce}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(!body.contains(&d.server.token), "the proof must not reveal the token");
+    let proof: Value = serde_json::from_str(&body).unwrap();
+    let proof = proof["proof"].as_str().unwrap();
+    assert!(dagger_sandbox_server::auth::proof_matches(&d.server.token, &nonce, proof), "{body}");
+    assert!(!dagger_sandbox_server::auth::proof_matches("another-token", &nonce, proof));
+    for bad in ["", "?nonce=", "?nonce=xyz", "?nonce=0123"] {
+        let r = d.http.get(d.url(&format!("/api/identity{bad}"))).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "INVALID_ARGUMENT", "{bad}");
+    }
+
     let page = d.http.get(d.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(!page.text().await.unwrap().contains(&d.server.token), "the page must not reveal the token");

@@ -28,6 +28,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Cancelled when the daemon shuts down; ends log followers so shutdown is not held open.
     pub shutdown: CancellationToken,
+    /// The bearer token, for the identity proof (`GET /api/identity`).
+    pub token: Arc<str>,
 }
 
 /// Largest file a `PUT .../files` accepts.
@@ -45,6 +47,7 @@ fn table() -> Vec<(Method, &'static str, bool, Handler)> {
         (Method::GET, "/assets/style.css", false, get(pages::style_css)),
         (Method::GET, "/openapi.json", false, get(pages::openapi)),
         (Method::GET, "/metrics", false, get(pages::metrics)),
+        (Method::GET, "/api/identity", false, get(pages::identity)),
         (Method::GET, "/api/health", true, get(pages::health)),
         (Method::GET, "/api/sandbox", true, get(sandbox::list)),
         (Method::POST, "/api/sandbox", true, post(sandbox::create)),

@@ -78,6 +78,21 @@ pub async fn health(State(st): State<AppState>) -> Result<Json<Value>, ApiError>
     })))
 }
 
+/// `GET /api/identity?nonce=<hex>` (no token): proves this daemon holds the state dir's token
+/// without revealing it, so a client checks who listens before it sends the token (`auth`).
+pub async fn identity(
+    State(st): State<AppState>,
+    q: Result<
+        axum::extract::Query<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<Value>, ApiError> {
+    let q = super::query(q)?;
+    let nonce = q.get("nonce").map(String::as_str).unwrap_or_default();
+    crate::auth::check_nonce(nonce)?;
+    Ok(Json(json!({"proof": crate::auth::identity_proof(&st.token, nonce)})))
+}
+
 /// Any route not in the table.
 pub async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::NotFound(format!("no route {method} {}; see /openapi.json", uri.path()))

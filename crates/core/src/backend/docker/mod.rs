@@ -2,7 +2,7 @@
 //! Engine API (bollard), never the docker CLI.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +24,7 @@ use crate::paths::SandboxPath;
 mod exec;
 mod files;
 pub(crate) mod inventory;
+mod kill;
 
 /// The repository that fork snapshots are committed to; the tag is the new sandbox's id.
 const SNAPSHOT_REPO: &str = "dagger-sandbox-snapshot";
@@ -135,6 +136,8 @@ pub(crate) struct DockerEngine {
     ports: Vec<PortMapping>,
     /// On reattach: the env the container was created with (its env minus its image's).
     pub(crate) recorded_env: BTreeMap<String, String>,
+    /// Its execs, so a kill knows when processes outside an exec's tree can only be that exec's.
+    execs: Arc<kill::ExecBook>,
 }
 
 impl DockerEngine {
@@ -151,6 +154,7 @@ impl DockerEngine {
             owned_image: None,
             ports,
             recorded_env: BTreeMap::new(),
+            execs: Default::default(),
         })
     }
 
@@ -197,6 +201,7 @@ impl DockerEngine {
             owned_image,
             ports,
             recorded_env,
+            execs: Default::default(),
         })
     }
 
@@ -377,7 +382,7 @@ impl Engine for DockerEngine {
         if !matches!(self.stat(&spec.cwd).await?, Some(EntryKind::Dir | EntryKind::Symlink)) {
             return Err(Error::not_found(&self.id, "working directory", spec.cwd.to_string()));
         }
-        let run = exec::DockerExec::start(&self.docker, &self.container, &self.id, spec).await?;
+        let run = exec::DockerExec::start(&self.docker, &self.container, &self.id, &self.execs, spec).await?;
         Ok(Box::new(run))
     }
 
@@ -438,6 +443,7 @@ impl Engine for DockerEngine {
             owned_image: Some(snap.id),
             ports,
             recorded_env: BTreeMap::new(),
+            execs: Default::default(),
         }))
     }
 

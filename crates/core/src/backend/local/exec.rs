@@ -37,9 +37,15 @@ pub(super) struct LocalExec {
 impl LocalExec {
     /// Starts `sh -c command` in the sandbox directory with only the sandbox's env (plus PATH, HOME,
     /// TMPDIR and LANG pointing inside it): host variables are not leaked in.
-    pub(super) fn start(sandbox: &str, root: &Path, spec: ExecSpec) -> Result<Self> {
+    pub(super) fn start(sandbox: &str, root: &Path, handle: &cap_std::fs::Dir, spec: ExecSpec) -> Result<Self> {
         let marker = uuid::Uuid::new_v4().simple().to_string();
-        let cwd = root.join(spec.cwd.relative());
+        // The working directory through the open handle of the sandbox root, not its path: the
+        // child changes into it before it runs the command (the handle is still open then), so a
+        // directory renamed or swapped on the host since the sandbox was made is never entered.
+        let cwd = {
+            use std::os::fd::AsRawFd;
+            Path::new("/proc/self/fd").join(handle.as_raw_fd().to_string()).join(spec.cwd.relative())
+        };
         let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(&spec.command)

@@ -20,12 +20,29 @@ use crate::paths::SandboxPath;
 
 mod exec;
 
-/// The host directory that holds every local sandbox (`$DAGGER_SANDBOX_LOCAL_DIR`, or
-/// `dagger-sandbox` under the system temp directory).
+/// The host directory that holds every local sandbox: `$DAGGER_SANDBOX_LOCAL_DIR`, else
+/// `$XDG_RUNTIME_DIR/dagger-sandbox`, else `dagger-sandbox-<uid>` under the system temp directory.
+/// It is per user and must be private (mode 0700, ours, no symlink; `private_dir`): a shared
+/// one would let another user swap a sandbox's tree under our commands.
 pub fn local_sandbox_parent() -> PathBuf {
-    std::env::var_os("DAGGER_SANDBOX_LOCAL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("dagger-sandbox"))
+    if let Some(dir) = std::env::var_os("DAGGER_SANDBOX_LOCAL_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(run) => PathBuf::from(run).join("dagger-sandbox"),
+        None => crate::private_dir::per_user(&std::env::temp_dir(), "dagger-sandbox"),
+    }
+}
+
+/// The sandbox parent, made private when missing and refused when it is not (`INVALID_ARGUMENT`
+/// with what is wrong: another user's, a symlink, or open to others).
+fn private_parent() -> Result<PathBuf> {
+    let parent = local_sandbox_parent();
+    crate::private_dir::ensure_private_dir(&parent).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => Error::InvalidArgument(format!("the local sandbox directory: {e}")),
+        _ => Error::io(format!("creating the local sandbox directory {}", parent.display()), e),
+    })?;
+    Ok(parent)
 }
 
 /// The file in a local sandbox's directory naming the process that owns it (`pid@boot-id`).
@@ -72,7 +89,7 @@ impl LocalEngine {
     /// Takes back the existing directory of sandbox `id`; `NOT_FOUND` when it is gone or is not at
     /// `resource_id` (the root a previous handle reported).
     pub(crate) fn reattach(cfg: &ResolvedConfig, id: &str, resource_id: &str) -> Result<Self> {
-        let home = local_sandbox_parent().join(id);
+        let home = private_parent()?.join(id);
         let root_path = home.join("root");
         if root_path != Path::new(resource_id) || !root_path.is_dir() {
             return Err(Error::not_found(id, "local sandbox directory", resource_id.to_string()));
@@ -104,7 +121,7 @@ impl LocalFs {
     }
 
     fn make(id: &str, owner: &str) -> Result<Self> {
-        let parent = local_sandbox_parent();
+        let parent = private_parent()?;
         let home = parent.join(id);
         let root_path = home.join("root");
         let mk = |p: &Path| {
@@ -322,7 +339,7 @@ impl Engine for LocalEngine {
             }
             Err(e) => return Err(fs.map_err(e, "entering", &spec.cwd)),
         }
-        let run = exec::LocalExec::start(&fs.id, &fs.root_path, spec)?;
+        let run = exec::LocalExec::start(&fs.id, &fs.root_path, &fs.root, spec)?;
         Ok(Box::new(run))
     }
 

@@ -6,12 +6,14 @@ use std::pin::Pin;
 
 use crate::harness::Harness;
 
+mod escape;
 mod exec;
 mod files;
 mod isolation;
 mod lifecycle;
 mod service;
 
+use escape::*;
 use exec::*;
 use files::*;
 use isolation::*;
@@ -87,12 +89,14 @@ cases! {
     All a_timed_out_command_keeps_the_files_it_wrote,
     All one_exec_runs_once_so_its_output_and_files_agree,
     All relative_restrictions_and_protected_directories_hold,
+    All a_dropped_call_kills_its_command,
     Dagger secret_values_are_scrubbed_from_output,
     Live serve_forwards_a_port_streams_output_and_stops,
     Live serve_reports_a_service_that_dies_or_never_listens,
     Live reattach_takes_back_a_sandbox_whose_handle_was_lost,
     Docker network_is_off_by_default,
     Docker memory_and_pids_limits_are_applied,
+    Docker a_command_that_escapes_its_group_and_env_dies_at_its_timeout,
     Node node_project_runs_its_tests,
     Local symlinks_and_dot_dot_never_reach_outside_the_sandbox,
     Local close_stops_processes_a_command_left_running,

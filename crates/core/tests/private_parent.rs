@@ -1,0 +1,44 @@
+//! Local sandboxes live in a per-user private directory: one that another user pre-created open
+//! to all, or swapped for a symlink, is refused with a clear error, and nothing is made in it.
+//! One test in this binary: it sets `DAGGER_SANDBOX_LOCAL_DIR` for the whole process.
+
+use std::os::unix::fs::PermissionsExt;
+
+use dagger_sandbox::{BackendChoice, ErrorCode, Sandbox, SandboxConfig};
+
+async fn create_in(dir: &std::path::Path) -> dagger_sandbox::Result<Sandbox> {
+    std::env::set_var("DAGGER_SANDBOX_LOCAL_DIR", dir);
+    Sandbox::create(SandboxConfig::new().backend(BackendChoice::Local)).await
+}
+
+#[tokio::test]
+async fn a_shared_or_swapped_local_parent_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+
+    // Pre-created world-writable, as another user could in /tmp.
+    let open = t.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let e = create_in(&open).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("other users can write into it"), "{e}");
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0, "nothing was made in it");
+
+    // A symlink to a directory someone else controls.
+    let theirs = t.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = t.path().join("link");
+    std::os::unix::fs::symlink(&theirs, &link).unwrap();
+    let e = create_in(&link).await.unwrap_err();
+    assert!(e.to_string().contains("symlink"), "{e}");
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0, "nothing was made behind the link");
+
+    // Missing: made private, and the sandbox works.
+    let fresh = t.path().join("fresh");
+    let sb = create_in(&fresh).await.unwrap();
+    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+    let r = sb.exec("pwd; echo hi > f; cat f", dagger_sandbox::ExecOptions::new()).await.unwrap();
+    assert!(r.stdout.ends_with("/workspace\nhi\n"), "{r:?}");
+    sb.close().await.unwrap();
+}
