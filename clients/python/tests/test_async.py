@@ -135,7 +135,7 @@ def test_task_cancel_sends_cancel_request_and_kills_the_command(backend: tuple[s
             with pytest.raises(asyncio.CancelledError):
                 await task
             # wait_for and a stream left early cancel the same way.
-            with pytest.raises(TimeoutError):
+            with pytest.raises(asyncio.TimeoutError):  # the builtin TimeoutError from 3.11 on
                 await asyncio.wait_for(sb.exec("sleep 2; touch late2; sleep 30"), 0.5)
             async with sb.exec_stream("echo s; sleep 2; touch late3; sleep 30") as out:
                 async for _ in out:

@@ -56,11 +56,12 @@ class AsyncTransport(Session):
         self._closing = False
         self._stderr = StderrTail(None)
         self._tasks: list["asyncio.Task[None]"] = []
-        self._drain_lock = asyncio.Lock()
+        self._drain_lock: Optional[asyncio.Lock] = None  # made in _spawn: on Python < 3.10 a lock binds to a loop
 
     async def _spawn(self) -> None:
         path = find_bridge(self._options.bridge_path)
         self.bridge_path = path
+        self._drain_lock = asyncio.Lock()
         self._stderr = StderrTail(self._options.stderr)
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -174,7 +175,7 @@ class AsyncTransport(Session):
 
     async def _write(self, data: bytes) -> None:
         self._write_nowait(data)
-        assert self._proc is not None and self._proc.stdin is not None
+        assert self._proc is not None and self._proc.stdin is not None and self._drain_lock is not None
         try:
             async with self._drain_lock:
                 await self._proc.stdin.drain()
