@@ -16,6 +16,7 @@ from dagger_sandbox import (
     ExecResult,
     InvalidParamsError,
     NotFoundError,
+    OutputChunk,
     RestrictedPathError,
     Sandbox,
     SandboxError,
@@ -106,6 +107,26 @@ class TestSandboxOps(SandboxSuite):
         # Without on_output no notification is sent.
         r2 = sb.exec("echo quiet")
         assert not (any(e[0] == "output" and e[1] == r2.exec_id for e in self.tap))
+
+    def test_exec_stream_iterates_live_and_stops_the_command_when_left(self) -> None:
+        sb = self.sandbox()
+        seen: list[tuple[float, OutputChunk]] = []
+        with sb.exec_stream("echo first; sleep 1; echo second; echo err >&2") as out:
+            for chunk in out:
+                seen.append((time.monotonic(), chunk))
+        done = time.monotonic()
+        assert out.result is not None and out.result.exit_code == 0
+        assert "".join(c.data for _, c in seen if c.stream == "stdout") == out.result.stdout == "first\nsecond\n"
+        assert "".join(c.data for _, c in seen if c.stream == "stderr") == "err\n"
+        assert done - seen[0][0] > 0.5, "the first chunk must arrive while the command still runs"
+        with pytest.raises(SandboxTimeoutError) as e:
+            sb.exec_stream("echo partial; sleep 30", timeout_ms=1000).wait()
+        assert e.value.partial is not None and e.value.partial.stdout == "partial\n"
+        started = time.monotonic()
+        with sb.exec_stream("echo go; sleep 2; touch late; sleep 30") as out:
+            assert next(out).data == "go\n"
+        time.sleep(max(0.0, started + 3.0 - time.monotonic()))
+        assert sb.exec("test -e late; echo $?").stdout == "1\n", "leaving the block must kill the command"
 
     def test_streaming_keeps_split_utf8_characters_whole(self) -> None:
         sb = self.sandbox()

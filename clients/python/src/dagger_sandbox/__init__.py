@@ -53,6 +53,7 @@ from .errors import (
     SandboxIOError,
     SandboxTimeoutError,
 )
+from .sandbox import ExecStream as SyncExecStream
 from .sandbox import Sandbox
 from .types import BackendInfo, Content, DirEntry, ExecResult, OutputCallback, OutputChunk, SandboxInfo
 
@@ -95,6 +96,7 @@ __all__ = [
     "SandboxIOError",
     "SandboxInfo",
     "SandboxTimeoutError",
+    "SyncExecStream",
     "__version__",
     "find_bridge",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from . import _wire
 from ._session import SandboxBase
 from .errors import NotFoundError
-from .types import Content, DirEntry, ExecResult, NotificationCallback, OutputCallback, PathLike
+from .types import Content, DirEntry, ExecResult, NotificationCallback, OutputCallback, OutputChunk, PathLike
 
 if TYPE_CHECKING:
     from .client import Client
@@ -78,6 +81,25 @@ class Sandbox(SandboxBase["Client"]):
                 cb(p.get("stream", "stdout"), p.get("data", ""))
 
         return ExecResult.from_wire(self._call("sandbox/exec", params, timeout=timeout, on_notification=listener))
+
+    def exec_stream(
+        self,
+        command: str,
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout_ms: Optional[int] = None,
+        stdin: Optional[Content] = None,
+        buffer: int = 256,
+    ) -> "ExecStream":
+        """Runs ``sh -c command`` and yields its output as :class:`OutputChunk` s while it runs
+        (``with sb.exec_stream(cmd) as out: for chunk in out``); ``out.result`` is the
+        :class:`ExecResult` once the iteration ends, and errors of the command (``TIMEOUT``, ...)
+        are raised by it. At most ``buffer`` chunks wait for the consumer; past that the bridge
+        waits (this client's other calls too), so consume promptly. Leaving the block early
+        cancels (kills) the command."""
+        params = _wire.exec_params(command, env=env, cwd=cwd, timeout_ms=timeout_ms, stdin=stdin, stream=True)
+        return ExecStream(self, params, buffer)
 
     # ---- files --------------------------------------------------------------------------------
 
@@ -154,3 +176,71 @@ class Sandbox(SandboxBase["Client"]):
         if self.client.alive:
             self._call("sandbox/close")
         self._mark_closed()
+
+
+_END = object()
+
+
+class ExecStream:
+    """The output of :meth:`Sandbox.exec_stream`: an iterator of :class:`OutputChunk`, then
+    :attr:`result`; a context manager whose exit stops a command still running."""
+
+    def __init__(self, sandbox: Sandbox, params: Mapping[str, Any], buffer: int) -> None:
+        self._sandbox = sandbox
+        self._params = params
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=max(1, buffer))
+        self._stopped = threading.Event()
+        self._request: Optional[tuple[int, "Future[Any]"]] = None
+        #: The command's :class:`ExecResult`, once the iteration ended.
+        self.result: Optional[ExecResult] = None
+
+    def _put(self, item: Any) -> None:
+        """Queues an item on the reader thread; gives up once the consumer stopped."""
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _on_output(self, p: dict[str, Any]) -> None:
+        self._put(OutputChunk(str(p.get("stream", "stdout")), str(p.get("data", ""))))
+
+    def __iter__(self) -> "ExecStream":
+        return self
+
+    def __next__(self) -> OutputChunk:
+        if self._request is None:
+            client = self._sandbox.client
+            self._request = client.submit(
+                "sandbox/exec", self._sandbox._params(self._params), on_notification=self._on_output
+            )
+            # Runs on the reader thread after every notification of the request was queued.
+            self._request[1].add_done_callback(lambda _: self._put(_END))
+        if self.result is not None:
+            raise StopIteration
+        item = self._queue.get()
+        if item is _END:
+            self._queue.put(_END)  # later calls end too
+            self.result = ExecResult.from_wire(self._request[1].result())
+            raise StopIteration
+        return item  # type: ignore[no-any-return]
+
+    def wait(self) -> ExecResult:
+        """Consumes the rest of the output and returns the result."""
+        for _ in self:
+            pass
+        assert self.result is not None
+        return self.result
+
+    def close(self) -> None:
+        """Stops the command if it still runs (``$/cancelRequest``) and drops its output."""
+        self._stopped.set()
+        if self._request is not None and not self._request[1].done():
+            self._sandbox.client._abandon(self._request[0])
+
+    def __enter__(self) -> "ExecStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
