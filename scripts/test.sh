@@ -18,9 +18,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
-echo "== python: bridge client (examples/python)"
-cargo build -p dagger-sandbox-bridge --locked -q
-python3 -m unittest discover -s examples/python -t examples/python -v
+echo "== python package (clients/python)"
+bash scripts/python-test.sh
 bash scripts/go-test.sh  # the Go client: gofmt, go vet, go test -race against the bridge and Docker
 echo "== node package"
 bash scripts/browser.sh  # headless Chromium for the dashboard test in node-test.sh

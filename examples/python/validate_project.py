@@ -6,6 +6,7 @@ an install step (if given) and a test step (default ``npm test``), streams their
 a prefix, prints a verdict table, and exits 0 only if every step passed. The sandbox is always
 closed, whatever happens.
 
+    pip install ./clients/python      # once, from the repository root
     python3 validate_project.py ./my-app --backend docker --install "npm ci" --test "npm test"
 
 Exit status: 0 every step passed; 1 a step failed (non-zero exit or timeout); 2 the sandbox could
@@ -22,9 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, TextIO
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from dagger_sandbox_client import BridgeClient, ExecResult, Sandbox, SandboxError  # noqa: E402
+from dagger_sandbox import Client, ExecResult, Sandbox, SandboxError, SandboxTimeoutError
 
 WORKSPACE = "/workspace"
 EXCLUDE = ["node_modules", ".git"]
@@ -91,9 +90,9 @@ def run_step(sb: Sandbox, name: str, command: str, timeout_ms: Optional[int]) ->
         r: ExecResult = sb.exec(command, timeout_ms=timeout_ms, on_output=printer)
     except SandboxError as e:
         printer.flush()
-        partial = e.partial_result
+        partial = e.partial if isinstance(e, SandboxTimeoutError) else None
         out = (partial.stdout + partial.stderr) if partial else e.message
-        status = "TIMEOUT" if e.code == "TIMEOUT" else "ERROR"
+        status = "TIMEOUT" if isinstance(e, SandboxTimeoutError) else "ERROR"
         ms = partial.duration_ms if partial else int((time.monotonic() - started) * 1000)
         print(f"==> {name}: {e.code}: {e.message}", flush=True)
         return StepOutcome(name, status, None, ms, out)
@@ -131,7 +130,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--test", default="npm test", help="test command (default: npm test)")
     ap.add_argument("--network", action="store_true", help="give commands network access")
     ap.add_argument("--timeout-ms", type=int, default=None, help="per-step timeout in ms")
-    ap.add_argument("--bridge", help="path of dagger-sandbox-bridge (default: $DAGGER_SANDBOX_BRIDGE)")
+    ap.add_argument("--bridge", help="path of dagger-sandbox-bridge (default: $DAGGER_SANDBOX_BRIDGE, then PATH)")
     args = ap.parse_args(argv)
 
     if not os.path.isdir(args.dir):
@@ -144,23 +143,19 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     outcomes: list[StepOutcome] = []
     try:
-        with BridgeClient(args.bridge) as client:
-            sb = client.create(**config)
-            try:
-                print(f"sandbox {sb.id}: backend={sb.backend} isolation={sb.isolation} workdir={sb.workdir}")
-                if sb.fallback_reason:
-                    print(f"WARNING: fell back to {sb.backend}: {sb.fallback_reason}", file=sys.stderr)
-                sb.refresh_from_host(args.dir, WORKSPACE, exclude=EXCLUDE)
-                sb.set_workdir(WORKSPACE)
-                steps = ([("install", args.install)] if args.install else []) + [("test", args.test)]
-                for name, command in steps:
-                    if outcomes and not outcomes[-1].passed:
-                        outcomes.append(StepOutcome(name, "skipped", None, None, ""))
-                        continue
-                    outcomes.append(run_step(sb, name, command, args.timeout_ms))
-            finally:
-                sb.close()
-    except (SandboxError, FileNotFoundError) as e:
+        with Client(args.bridge) as client, client.create(**config) as sb:
+            print(f"sandbox {sb.id}: backend={sb.backend} isolation={sb.info.isolation} workdir={sb.workdir}")
+            if sb.info.fallback_reason:
+                print(f"WARNING: fell back to {sb.backend}: {sb.info.fallback_reason}", file=sys.stderr)
+            sb.refresh_from_host(args.dir, WORKSPACE, exclude=EXCLUDE)
+            sb.set_workdir(WORKSPACE)
+            steps = ([("install", args.install)] if args.install else []) + [("test", args.test)]
+            for name, command in steps:
+                if outcomes and not outcomes[-1].passed:
+                    outcomes.append(StepOutcome(name, "skipped", None, None, ""))
+                    continue
+                outcomes.append(run_step(sb, name, command, args.timeout_ms))
+    except SandboxError as e:
         print(f"error: {e}", file=sys.stderr)
         if outcomes:
             print_table(outcomes)

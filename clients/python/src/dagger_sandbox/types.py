@@ -1,4 +1,4 @@
-"""The plain result dataclasses and type aliases, in a module of their own so that every other module can use them."""
+"""The typed results (frozen dataclasses) and type aliases, in a module of their own so that every other module can use them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Union
 
 Content = Union[str, bytes, bytearray, memoryview]
+#: ``callable(stream, text)``: ``stream`` is ``"stdout"`` or ``"stderr"``, ``text`` the next chunk.
 OutputCallback = Callable[[str, str], None]
-NotificationCallback = Callable[[dict], None]
+NotificationCallback = Callable[[dict[str, Any]], None]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -46,6 +47,42 @@ class ExecResult:
             stdout_dropped=int(r.get("stdoutDropped", 0)),
             stderr_dropped=int(r.get("stderrDropped", 0)),
             exec_id=r.get("execId"),
+        )
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    """One piece of a streamed command's output: ``stream`` is ``"stdout"`` or ``"stderr"``."""
+
+    stream: str
+    data: str
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """What ``sandbox/create`` and ``sandbox/fork`` report about a new sandbox.
+
+    ``image`` is ``None`` on the local backend; ``fallback_reason`` says why ``backend="auto"``
+    fell back to ``local`` (else ``None``).
+    """
+
+    id: str
+    backend: str
+    isolation: str
+    workdir: str
+    image: Optional[str] = None
+    fallback_reason: Optional[str] = None
+
+    @classmethod
+    def from_wire(cls, r: Mapping[str, Any]) -> "SandboxInfo":
+        """Builds the info from the bridge's camelCase object."""
+        return cls(
+            id=str(r["sandboxId"]),
+            backend=str(r.get("backend", "")),
+            isolation=str(r.get("isolation", "")),
+            workdir=str(r.get("workdir", "")),
+            image=r.get("image"),
+            fallback_reason=r.get("fallbackReason"),
         )
 
 

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-import unittest
 from pathlib import Path
 
-from bridge_test_support import BRIDGE, HERE, DockerBackend, LocalBackend, SandboxSuite, remove_log_dir
+from conftest import BRIDGE, REPO, SandboxSuite
 
-VALIDATE = HERE / "validate_project.py"
-
-
-def tearDownModule() -> None:
-    remove_log_dir()
+VALIDATE = REPO / "examples" / "python" / "validate_project.py"
 
 
-class ValidateProject(SandboxSuite):
-    """``validate_project.py`` against the bridge; instantiated per backend below."""
+class TestValidateProject(SandboxSuite):
+    """``examples/python/validate_project.py`` (a user of the package) against the bridge, once per backend."""
 
     # ---- the validate_project.py example ---------------------------------------------
 
@@ -44,31 +40,20 @@ class ValidateProject(SandboxSuite):
             "--install", "echo installing >&2",
             "--test", "sh -c 'test -f package.json && test ! -e node_modules && test ! -e .git && echo all-good'",
         )
-        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
-        self.assertIn("[install] ! installing", ok.stdout)
-        self.assertIn("[test] | all-good", ok.stdout)
-        self.assertRegex(ok.stdout, r"(?m)^install\s+pass\s+0\s+\d+\s+installing$")
-        self.assertRegex(ok.stdout, r"(?m)^test\s+pass\s+0\s+\d+\s+all-good$")
-        self.assertIn("verdict: PASS", ok.stdout)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "[install] ! installing" in ok.stdout
+        assert "[test] | all-good" in ok.stdout
+        assert re.search(r"(?m)^install\s+pass\s+0\s+\d+\s+installing$", ok.stdout)
+        assert re.search(r"(?m)^test\s+pass\s+0\s+\d+\s+all-good$", ok.stdout)
+        assert "verdict: PASS" in ok.stdout
 
         bad = self.run_validate(project, "--test", "sh -c 'test -f missing.txt'")
-        self.assertEqual(bad.returncode, 1, bad.stdout + bad.stderr)
-        self.assertRegex(bad.stdout, r"(?m)^test\s+FAIL\s+1\s+\d+")
-        self.assertIn("verdict: FAIL", bad.stdout)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert re.search(r"(?m)^test\s+FAIL\s+1\s+\d+", bad.stdout)
+        assert "verdict: FAIL" in bad.stdout
 
         skipped = self.run_validate(project, "--install", "echo broken; exit 7", "--test", "true")
-        self.assertEqual(skipped.returncode, 1, skipped.stdout + skipped.stderr)
-        self.assertRegex(skipped.stdout, r"(?m)^install\s+FAIL\s+7\s+\d+\s+broken$")
-        self.assertRegex(skipped.stdout, r"(?m)^test\s+skipped\s+-\s+-")
+        assert skipped.returncode == 1, skipped.stdout + skipped.stderr
+        assert re.search(r"(?m)^install\s+FAIL\s+7\s+\d+\s+broken$", skipped.stdout)
+        assert re.search(r"(?m)^test\s+skipped\s+-\s+-", skipped.stdout)
 
-
-class LocalValidateProjectTests(LocalBackend, ValidateProject, unittest.TestCase):
-    """``validate_project.py --backend local``."""
-
-
-class DockerValidateProjectTests(DockerBackend, ValidateProject, unittest.TestCase):
-    """``validate_project.py --backend docker`` with the local busybox test image."""
-
-
-if __name__ == "__main__":
-    unittest.main()

@@ -1,0 +1,131 @@
+"""Client, the sync (blocking, thread-safe) connection to one bridge: the session and its sandboxes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from . import _wire
+from ._bridge import StderrSink
+from ._session import Options
+from ._sync_transport import SyncTransport
+from .errors import SandboxError
+from .sandbox import Sandbox
+from .types import PathLike, SandboxInfo
+
+
+class Client(SyncTransport):
+    """A connection to one ``dagger-sandbox-bridge`` process, shared by any number of sandboxes
+    and threads.
+
+    The constructor starts the bridge and sends ``initialize`` (waiting at most
+    ``startup_timeout`` seconds). Use it as a context manager, or call :meth:`close`: that closes
+    every sandbox the client made (their engine resources are freed), then the bridge exits.
+
+    Args:
+        bridge_path: the binary; default: ``$DAGGER_SANDBOX_BRIDGE``, ``dagger-sandbox-bridge`` on
+            ``PATH``, or the debug build of the repository this package was installed from.
+        args: extra command-line arguments (e.g. ``["--max-line-bytes", "1048576"]``).
+        env: variables for the bridge process, merged over ``os.environ`` (``None`` removes one).
+            ``DAGGER_SANDBOX_LOG=debug`` turns on its stderr logs.
+        stderr: where the bridge's stderr goes besides the tail kept for error messages: a path
+            (appended to) or a binary file object; default: only the tail is kept.
+        request_timeout: default client-side limit in seconds for every request (``None``: none).
+        startup_timeout: limit in seconds for the bridge to answer ``initialize``.
+        cancel_grace: seconds to wait for the bridge's answer after ``$/cancelRequest``.
+        client_name: ``clientInfo.name`` sent with ``initialize``.
+        on_message: a debugging tap, called on the reader thread with every message the bridge
+            writes, in order, before it is dispatched.
+
+    Raises:
+        BridgeNotFoundError, BridgeStartError, BridgeExitedError, BridgeProtocolError,
+        ClientTimeoutError: the bridge could not be found, started or initialized.
+    """
+
+    def __init__(
+        self,
+        bridge_path: Optional[PathLike] = None,
+        args: Sequence[str] = (),
+        env: Optional[Mapping[str, Optional[str]]] = None,
+        *,
+        stderr: StderrSink = None,
+        request_timeout: Optional[float] = None,
+        startup_timeout: float = 30.0,
+        cancel_grace: float = 15.0,
+        client_name: str = "dagger-sandbox-python",
+        on_message: Optional[Callable[[dict[str, Any]], None]] = None,
+    ) -> None:
+        super().__init__(
+            Options(bridge_path, args, env, stderr, request_timeout, cancel_grace, on_message),
+        )
+        self._sandboxes: dict[str, Sandbox] = {}
+        self._sandboxes_lock = threading.Lock()
+        try:
+            self._record_initialize(
+                self.request("initialize", _wire.initialize_params(client_name), timeout=startup_timeout)
+            )
+        except BaseException as e:
+            self._terminate(timeout=2)
+            raise self._with_tail(e, self.returncode) from None
+
+    # ---- sandboxes ----------------------------------------------------------------------------
+
+    def create(self, config: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> Sandbox:
+        """Creates a sandbox (``sandbox/create``); a ``with`` block on it closes it.
+
+        Config keys are those of ``docs/configuration.md`` (``backend``, ``image``, ``template``,
+        ``workdir``, ``timeout_ms``, ``env``, ``restricted_paths``, ``network``, ...), in ``config``
+        or as keyword arguments, snake_case or camelCase. Unknown keys raise
+        :class:`InvalidParamsError`.
+        """
+        return self._adopt(self.request("sandbox/create", _wire.create_params(config, kwargs)))
+
+    @property
+    def sandboxes(self) -> list[Sandbox]:
+        """The sandboxes of this client that are not closed yet."""
+        with self._sandboxes_lock:
+            return list(self._sandboxes.values())
+
+    def _adopt(self, result: Mapping[str, Any]) -> Sandbox:
+        sb = Sandbox(self, SandboxInfo.from_wire(result))
+        with self._sandboxes_lock:
+            self._sandboxes[sb.id] = sb
+        return sb
+
+    def _forget(self, sb: Sandbox) -> None:
+        with self._sandboxes_lock:
+            self._sandboxes.pop(sb.id, None)
+
+    # ---- shutdown -----------------------------------------------------------------------------
+
+    def close(self, timeout: float = 30.0) -> Optional[int]:
+        """Closes every sandbox of this client and stops the bridge: sends ``shutdown`` (the bridge
+        closes each sandbox, then exits), waits up to ``timeout`` seconds, kills it after that.
+        Returns the bridge's exit status. Idempotent; sandboxes are marked closed even when the
+        bridge already died."""
+        with self._state_lock:
+            first = not self._closing
+            self._closing = True
+        if first:
+            deadline = time.monotonic() + timeout
+            if self._dead is None:
+                try:
+                    self.request("shutdown", None, timeout=timeout, allow_closing=True)
+                except SandboxError:
+                    pass
+            for sb in self.sandboxes:
+                sb._mark_closed()
+            return self._terminate(max(0.5, deadline - time.monotonic()))
+        self._reader.join(timeout=timeout)
+        return self._proc.returncode
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "running" if self.alive else f"closed({self._proc.returncode})"
+        return f"<Client pid={self.pid} {state} {self.bridge_path}>"
