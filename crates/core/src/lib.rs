@@ -29,10 +29,11 @@ pub mod metrics;
 mod paths;
 mod sandbox;
 mod service;
+mod stream;
 mod tarball;
 mod transfer;
 
-pub use backend::{BackendKind, DirEntry, EntryKind, Isolation, PortMapping};
+pub use backend::{BackendKind, DirEntry, EntryKind, Isolation, PortMapping, LIST_MAX_ENTRIES};
 pub use cleanup::{cleanup_orphans, CleanupReport, DAEMON_OWNER_PREFIX, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
 pub use config::{
     template, BackendChoice, SandboxConfig, Template, DEFAULT_IMAGE, DEFAULT_MEMORY_MB, DEFAULT_OUTPUT_CAP_BYTES,
@@ -41,8 +42,9 @@ pub use config::{
 pub use error::{Error, ErrorCode, Result};
 pub use exec::{ExecOptions, ExecResult, OutputChunk, OutputStream};
 pub use paths::SandboxPath;
-pub use sandbox::{ExecStream, Sandbox};
+pub use sandbox::{ExecStream, Sandbox, READ_FILE_LIMIT};
 pub use service::{ServeOptions, Service, DEFAULT_READY_TIMEOUT};
+pub use stream::FileReader;
 pub use tokio_util::sync::CancellationToken;
 pub use transfer::{FileWrite, RefreshOptions, DEFAULT_FILE_MODE};
 

@@ -20,6 +20,7 @@ use crate::config::ResolvedConfig;
 use crate::error::{Error, Result};
 use crate::exec::RunningExec;
 use crate::paths::SandboxPath;
+use crate::stream::{ByteStream, FileReader};
 
 mod exec;
 mod files;
@@ -98,6 +99,8 @@ struct Spec {
     /// Container ports published on 127.0.0.1.
     ports: Vec<u16>,
     owner: String,
+    /// The sandbox's exec timeout, which also bounds helper commands (`rm`, listings).
+    timeout: Duration,
 }
 
 impl Spec {
@@ -114,6 +117,7 @@ impl Spec {
             labels,
             ports: cfg.ports.clone(),
             owner: cfg.owner.clone(),
+            timeout: cfg.timeout,
         }
     }
 }
@@ -354,16 +358,16 @@ impl Engine for DockerEngine {
         Ok(Box::new(run))
     }
 
-    async fn upload_tar(&self, tar: Vec<u8>) -> Result<()> {
+    async fn upload_tar(&self, tar: ByteStream) -> Result<()> {
         files::upload(self, tar).await
     }
 
-    async fn download_tar(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+    async fn download_tar(&self, path: &SandboxPath) -> Result<ByteStream> {
         files::download(self, path).await
     }
 
-    async fn read_file(&self, path: &SandboxPath) -> Result<Vec<u8>> {
-        files::read_file(self, path).await
+    async fn read_file(&self, path: &SandboxPath, limit: u64) -> Result<FileReader> {
+        files::read_file(self, path, limit).await
     }
 
     async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>> {
