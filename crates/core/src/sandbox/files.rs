@@ -189,6 +189,30 @@ impl Sandbox {
         })
     }
 
+    /// Copies a file of any size out to `host_path`, streamed; returns the bytes copied. The copy
+    /// lands under a temporary name next to `host_path` and is renamed into place when complete, so
+    /// a failed read never leaves a half file there (nor replaces what was).
+    pub async fn read_file_to_host(&self, path: &str, host_path: impl AsRef<Path>) -> Result<u64> {
+        let host = host_path.as_ref().to_path_buf();
+        let dir = match host.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let landing = tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(&dir))
+            .await
+            .map_err(|e| Error::io("making the landing file", std::io::Error::other(e)))?
+            .map_err(|e| Error::io(format!("writing next to {}", host.display()), e))?;
+        let (file, landing) = landing.into_parts();
+        let mut out = tokio::fs::File::from_std(file);
+        let n = self.read_file_to(path, &mut out).await?;
+        tokio::io::AsyncWriteExt::flush(&mut out)
+            .await
+            .map_err(|e| Error::io(format!("writing {}", host.display()), e))?;
+        drop(out);
+        landing.persist(&host).map_err(|e| Error::io(format!("writing {}", host.display()), e.error))?;
+        Ok(n)
+    }
+
     /// Deletes a file or directory (recursively). A missing path is `NOT_FOUND`.
     pub async fn delete_file(&self, path: &str) -> Result<()> {
         let p = self.resolve_path(path)?;
