@@ -25,6 +25,7 @@ export type SandboxErrorCode =
   | 'CANCELLED'
   | 'ENGINE_ERROR'
   | 'IO_ERROR'
+  | 'TOO_LARGE'
 
 /** Every rejection of this package: an `Error` with the core's stable `code`. */
 export declare class SandboxError extends Error {
