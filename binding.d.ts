@@ -48,8 +48,12 @@ export declare class NativeSandbox {
   writeFiles(files: Record<string, string | Buffer>): Promise<void>
   /** Reads a UTF-8 text file; a non-UTF-8 file is `INVALID_ARGUMENT` (use `readFileBytes`). */
   readFile(path: string): Promise<string>
-  /** Reads a file byte for byte. */
+  /** Reads a file byte for byte (at most 64 MiB: `TOO_LARGE` above; use `readFileToHost`). */
   readFileBytes(path: string): Promise<Buffer>
+  /** Copies a file of any size out to `hostPath`, streamed (never held in memory); the bytes copied. */
+  readFileToHost(path: string, hostPath: string): Promise<number>
+  /** Writes one file from the host file `hostPath`, streamed (any size), with `mode` or 0644; the bytes written. */
+  writeFileFromHost(path: string, hostPath: string, mode?: number | undefined | null): Promise<number>
   /** Deletes a file or directory (recursively); a missing path is `NOT_FOUND`. */
   deleteFile(path: string): Promise<void>
   /** Lists a directory, sorted by name. */

@@ -25,6 +25,7 @@ export type SandboxErrorCode =
   | 'CANCELLED'
   | 'ENGINE_ERROR'
   | 'IO_ERROR'
+  | 'TOO_LARGE'
 
 /** Every rejection of this package: an `Error` with the core's stable `code`. */
 export declare class SandboxError extends Error {
@@ -80,10 +81,14 @@ export declare class DaggerSandbox implements AsyncDisposable {
   writeFile(path: string, contents: string | Buffer, options?: WriteFileOptions): Promise<void>
   /** Writes many files in one engine round trip; nothing is written if any path is refused. */
   writeFiles(files: Record<string, string | Buffer>): Promise<void>
-  /** Reads a UTF-8 text file (`INVALID_ARGUMENT` if it is not UTF-8). */
+  /** Reads a UTF-8 text file (`INVALID_ARGUMENT` if it is not UTF-8; at most 64 MiB, `TOO_LARGE` above). */
   readFile(path: string): Promise<string>
-  /** Reads a file byte for byte. */
+  /** Reads a file byte for byte: at most 64 MiB, a bigger file is `TOO_LARGE` (use `readFileToHost`). */
   readFileBytes(path: string): Promise<Buffer>
+  /** Copies a file of any size out to `hostPath`, streamed, never held in memory; resolves to the bytes copied. */
+  readFileToHost(path: string, hostPath: string): Promise<number>
+  /** Writes one file from the host file `hostPath`, streamed (any size); resolves to the bytes written. */
+  writeFileFromHost(path: string, hostPath: string, options?: WriteFileOptions): Promise<number>
   /** Deletes a file or directory (recursively); a missing path is `NOT_FOUND`. */
   deleteFile(path: string): Promise<void>
   /** Lists a directory (default the workdir), sorted by name. */

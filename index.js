@@ -125,6 +125,12 @@ class DaggerSandbox {
   readFileBytes(path) {
     return call(() => this.#native.readFileBytes(path))
   }
+  readFileToHost(path, hostPath) {
+    return call(() => this.#native.readFileToHost(path, hostPath))
+  }
+  writeFileFromHost(path, hostPath, options) {
+    return call(() => this.#native.writeFileFromHost(path, hostPath, options?.mode))
+  }
   deleteFile(path) {
     return call(() => this.#native.deleteFile(path))
   }

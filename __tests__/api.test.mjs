@@ -88,6 +88,25 @@ test('files: write/read text and bytes, writeFiles, mode, list, delete', { skip:
   }
 })
 
+test('big files: readFileBytes is capped with TOO_LARGE; host-path transfers stream any size', { skip: skipDocker }, async () => {
+  const sb = await busybox()
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'dsbx-big-'))
+    const src = join(dir, 'src.bin')
+    const data = Buffer.alloc(70 * 1024 * 1024, 7)
+    writeFileSync(src, data)
+    assert.equal(await sb.writeFileFromHost('big.bin', src, { mode: 0o600 }), data.length)
+    assert.equal((await sb.exec('stat -c %a big.bin')).stdout, '600\n')
+    await assert.rejects(sb.readFileBytes('big.bin'), { code: 'TOO_LARGE' })
+    const out = join(dir, 'out.bin')
+    assert.equal(await sb.readFileToHost('big.bin', out), data.length)
+    assert.ok(readFileSync(out).equals(data), '70 MiB came back changed')
+    await assert.rejects(sb.readFileToHost('nope', out), { code: 'NOT_FOUND' })
+  } finally {
+    await sb.close()
+  }
+})
+
 test('withEnv and withEnvs persist for later execs and chain', { skip: skipDocker }, async () => {
   const sb = await busybox({ env: { BASE: 'b' } })
   try {

@@ -137,6 +137,17 @@ struct ExportParams {
     host_path: PathBuf,
 }
 
+/// `sandbox/readFileToHost` and `sandbox/writeFileFromHost`: one file, streamed to or from the host.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HostFileParams {
+    sandbox_id: String,
+    path: String,
+    host_path: PathBuf,
+    #[serde(default)]
+    mode: Option<u32>,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RefreshParams {
@@ -269,6 +280,20 @@ async fn simple(server: &Arc<Server>, method: &str, p: Value) -> Result<Value, R
             let r: WithEnvParams = params(p)?;
             server.sandbox(&r.sandbox_id)?.with_envs(r.env)?;
             Ok(json!({}))
+        }
+        "sandbox/readFileToHost" => {
+            let r: HostFileParams = params(p)?;
+            if r.mode.is_some() {
+                return Err(Error::InvalidArgument("readFileToHost takes no mode".into()).into());
+            }
+            let size = server.sandbox(&r.sandbox_id)?.read_file_to_host(&r.path, &r.host_path).await?;
+            Ok(json!({"size": size}))
+        }
+        "sandbox/writeFileFromHost" => {
+            let r: HostFileParams = params(p)?;
+            let mode = r.mode.unwrap_or(dagger_sandbox::DEFAULT_FILE_MODE);
+            let size = server.sandbox(&r.sandbox_id)?.write_file_from_host(&r.path, &r.host_path, mode).await?;
+            Ok(json!({"size": size}))
         }
         "sandbox/exportDirectory" => {
             let r: ExportParams = params(p)?;

@@ -436,3 +436,28 @@ fn ids_and_modes_that_would_be_altered_are_refused() {
     let (status, _) = b.finish();
     assert_eq!(status, 0);
 }
+
+#[test]
+fn big_files_stream_through_host_paths_and_read_file_is_capped() {
+    let mut b = Bridge::started();
+    let sb = b.create();
+    let host = tempfile::tempdir().unwrap();
+    let src = host.path().join("src.bin");
+    let data: Vec<u8> = (0..=255u8).cycle().take(70 * 1024 * 1024).collect();
+    std::fs::write(&src, &data).unwrap();
+    let r =
+        b.ok("sandbox/writeFileFromHost", json!({"sandboxId": sb, "path": "big.bin", "hostPath": src, "mode": 0o600}));
+    assert_eq!(r["size"], data.len());
+    // 70 MiB is over readFile's 64 MiB: refused with TOO_LARGE before it is read, and the bridge lives.
+    let r = b.call("sandbox/readFile", json!({"sandboxId": sb, "path": "big.bin", "encoding": "base64"}));
+    assert_eq!(r["error"]["data"]["code"], "TOO_LARGE", "{}", r["error"]);
+    let out = host.path().join("out.bin");
+    let r = b.ok("sandbox/readFileToHost", json!({"sandboxId": sb, "path": "big.bin", "hostPath": out}));
+    assert_eq!(r["size"], data.len());
+    assert!(std::fs::read(&out).unwrap() == data, "70 MiB came back changed");
+    let r = b.call("sandbox/readFileToHost", json!({"sandboxId": sb, "path": "nope", "hostPath": out}));
+    assert_eq!(r["error"]["data"]["code"], "NOT_FOUND", "{}", r["error"]);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), data.len() as u64, "a failed read keeps what was there");
+    let (status, _) = b.finish();
+    assert_eq!(status, 0);
+}

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     EngineError,
     /// A host-side read or write failed.
     IoError,
+    /// A file, listing or upload is larger than the documented limit of the call.
+    TooLarge,
 }
 
 impl ErrorCode {
@@ -44,11 +46,12 @@ impl ErrorCode {
             ErrorCode::Cancelled => "CANCELLED",
             ErrorCode::EngineError => "ENGINE_ERROR",
             ErrorCode::IoError => "IO_ERROR",
+            ErrorCode::TooLarge => "TOO_LARGE",
         }
     }
 
     /// Every code, for tables in docs and bindings.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::EngineUnavailable,
         ErrorCode::Timeout,
         ErrorCode::NotFound,
@@ -59,6 +62,7 @@ impl ErrorCode {
         ErrorCode::Cancelled,
         ErrorCode::EngineError,
         ErrorCode::IoError,
+        ErrorCode::TooLarge,
     ];
 }
 
@@ -151,6 +155,20 @@ pub enum Error {
         /// The engine's own message.
         message: String,
     },
+    /// What a call would have to hold or move is over its limit; nothing was read or written.
+    #[error("sandbox {sandbox}: {subject} is over the limit of {limit} bytes{}; {hint}", size_note(*size))]
+    TooLarge {
+        /// The sandbox id.
+        sandbox: String,
+        /// What was too large (`the file /workspace/big`, `the listing of /workspace`).
+        subject: String,
+        /// Its size in bytes, when known.
+        size: Option<u64>,
+        /// The limit that applied.
+        limit: u64,
+        /// What to use instead.
+        hint: String,
+    },
     /// A host-side I/O operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -176,6 +194,7 @@ impl Error {
             Error::Cancelled { .. } => ErrorCode::Cancelled,
             Error::Engine { .. } => ErrorCode::EngineError,
             Error::Io { .. } => ErrorCode::IoError,
+            Error::TooLarge { .. } => ErrorCode::TooLarge,
         }
     }
 
@@ -191,6 +210,38 @@ impl Error {
         Error::Io { context: context.into(), source }
     }
 
+    /// An I/O error of a stream: the sandbox error it carries (a producer that failed, see
+    /// `stream::pipe`), or `IO_ERROR` with `context`.
+    pub(crate) fn from_stream(context: impl Into<String>, source: std::io::Error) -> Self {
+        if !source.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Error::io(context, source);
+        }
+        let kind = source.kind();
+        match source.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(e)) => *e,
+            Some(Err(other)) => Error::io(context, std::io::Error::new(kind, other)),
+            None => Error::io(context, std::io::Error::from(kind)),
+        }
+    }
+
+    /// This error as an I/O error that [`Error::from_stream`] turns back into it.
+    pub(crate) fn into_io(self) -> std::io::Error {
+        match self {
+            Error::Io { source, .. } if source.get_ref().is_none() => source,
+            e => std::io::Error::other(e),
+        }
+    }
+
+    pub(crate) fn too_large(
+        sandbox: &str,
+        subject: impl Into<String>,
+        size: Option<u64>,
+        limit: u64,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::TooLarge { sandbox: sandbox.to_string(), subject: subject.into(), size, limit, hint: hint.into() }
+    }
+
     pub(crate) fn engine(sandbox: &str, op: impl Into<String>, message: impl fmt::Display) -> Self {
         Error::Engine { sandbox: sandbox.to_string(), op: op.into(), message: message.to_string() }
     }
@@ -202,6 +253,10 @@ impl Error {
     pub(crate) fn invalid_path(path: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidPath { path: path.into(), reason: reason.into() }
     }
+}
+
+fn size_note(size: Option<u64>) -> String {
+    size.map(|s| format!(" (it is {s} bytes)")).unwrap_or_default()
 }
 
 /// The result type of every sandbox call.

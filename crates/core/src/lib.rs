@@ -32,10 +32,11 @@ mod paths;
 pub mod private_dir;
 mod sandbox;
 mod service;
+mod stream;
 mod tarball;
 mod transfer;
 
-pub use backend::{BackendKind, DirEntry, EntryKind, Isolation, PortMapping};
+pub use backend::{BackendKind, DirEntry, EntryKind, Isolation, PortMapping, LIST_MAX_ENTRIES};
 pub use cleanup::{cleanup_orphans, CleanupReport};
 pub use config::{
     template, BackendChoice, SandboxConfig, Template, DEFAULT_IMAGE, DEFAULT_MEMORY_MB, DEFAULT_OUTPUT_CAP_BYTES,
@@ -47,8 +48,9 @@ pub use owner::{
     host_id, owner_status, OwnerStatus, DAEMON_OWNER_PREFIX, LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX,
 };
 pub use paths::SandboxPath;
-pub use sandbox::{ExecStream, Sandbox};
+pub use sandbox::{ExecStream, Sandbox, READ_FILE_LIMIT};
 pub use service::{ServeOptions, Service, DEFAULT_READY_TIMEOUT};
+pub use stream::FileReader;
 pub use tokio_util::sync::CancellationToken;
 pub use transfer::{FileWrite, RefreshOptions, DEFAULT_FILE_MODE};
 

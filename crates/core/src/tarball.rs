@@ -1,28 +1,37 @@
 //! Tar archives as the one way files move: `writeFiles` and `refreshFromHost` become a single upload,
-//! `exportDirectory` a single download, whatever the backend.
+//! `exportDirectory` a single download, whatever the backend. Archives are written to and read
+//! from streams: file contents pass through, never gathered whole.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
 use crate::paths::SandboxPath;
+use crate::stream::ExactLen;
 
-/// Builds an in-memory tar whose entries are sandbox paths relative to `/`, with every parent
-/// directory as an explicit entry so no engine has to invent their owner or mode.
-pub(crate) struct TarWriter {
-    tar: tar::Builder<Vec<u8>>,
+/// Builds a tar whose entries are sandbox paths relative to `/`, in memory or into a stream.
+pub(crate) struct TarWriter<W: Write = Vec<u8>> {
+    tar: tar::Builder<W>,
     dirs: BTreeSet<SandboxPath>,
     mtime: u64,
 }
 
-impl TarWriter {
-    /// An empty archive.
+impl TarWriter<Vec<u8>> {
+    /// An empty archive in memory.
     pub fn new() -> Self {
+        TarWriter::to(Vec::new())
+    }
+}
+
+impl<W: Write> TarWriter<W> {
+    /// An empty archive written into `out` as entries are added.
+    pub fn to(out: W) -> Self {
         let mtime = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        TarWriter { tar: tar::Builder::new(Vec::new()), dirs: BTreeSet::new(), mtime }
+        TarWriter { tar: tar::Builder::new(out), dirs: BTreeSet::new(), mtime }
     }
 
     fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
@@ -50,13 +59,19 @@ impl TarWriter {
 
     /// Adds a regular file with `mode`; missing parent directories are created on extraction.
     pub fn file(&mut self, path: &SandboxPath, data: &[u8], mode: u32) -> Result<()> {
+        self.file_from(path, data, data.len() as u64, mode)
+    }
+
+    /// Adds a regular file of exactly `len` bytes read from `data` as they are written out; a
+    /// source that ends early fails the archive rather than shifting every later entry.
+    pub fn file_from(&mut self, path: &SandboxPath, data: impl Read, len: u64, mode: u32) -> Result<()> {
         if path.is_root() {
             return Err(Error::invalid_path("/", "a file cannot be written at the sandbox root itself"));
         }
-        let mut h = self.header(tar::EntryType::Regular, mode & 0o7777, data.len() as u64);
+        let mut h = self.header(tar::EntryType::Regular, mode & 0o7777, len);
         self.tar
-            .append_data(&mut h, path.relative(), data)
-            .map_err(|e| Error::io(format!("building tar entry {path}"), e))
+            .append_data(&mut h, path.relative(), ExactLen::new(data, len))
+            .map_err(|e| Error::from_stream(format!("building tar entry {path}"), e))
     }
 
     /// Adds a symbolic link pointing at `target` (kept as written, not followed).
@@ -67,9 +82,9 @@ impl TarWriter {
             .map_err(|e| Error::io(format!("building tar entry {path}"), e))
     }
 
-    /// The finished archive bytes.
-    pub fn finish(self) -> Result<Vec<u8>> {
-        self.tar.into_inner().map_err(|e| Error::io("finishing tar archive", e))
+    /// Ends the archive and gives back what it was written to.
+    pub fn finish(self) -> Result<W> {
+        self.tar.into_inner().map_err(|e| Error::from_stream("finishing tar archive", e))
     }
 }
 
@@ -107,65 +122,97 @@ impl Excludes {
     }
 }
 
-/// Packs the host directory `src` into a tar rooted at sandbox path `dest`, leaving out `excludes`.
-/// Symlinks are copied as links, never followed, so the import cannot pull in files outside `src`.
-/// `dest` itself gets an entry only when `create_dest` (it does not exist yet). Returns the
-/// archive and the sandbox paths it writes (for restricted-path checks).
-pub(crate) fn pack_host_dir(
-    src: &Path,
-    dest: &SandboxPath,
-    excludes: &Excludes,
-    create_dest: bool,
-) -> Result<(Vec<u8>, Vec<SandboxPath>)> {
-    let meta = std::fs::metadata(src).map_err(|e| Error::io(format!("reading host directory {}", src.display()), e))?;
-    if !meta.is_dir() {
-        return Err(Error::InvalidArgument(format!("{} is not a directory", src.display())));
-    }
-    let mut w = TarWriter::new();
-    let mut written = Vec::new();
-    if create_dest {
-        w.dir(dest)?;
-    }
-    let mut stack = vec![(src.to_path_buf(), String::new())];
-    while let Some((dir, rel_dir)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-        let mut entries: Vec<_> =
-            rd.collect::<std::io::Result<Vec<_>>>().map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                return Err(Error::invalid_path(
-                    entry.path().display().to_string(),
-                    "host file names must be UTF-8 to be imported",
-                ));
-            };
-            let rel = if rel_dir.is_empty() { name.to_string() } else { format!("{rel_dir}/{name}") };
-            if excludes.excludes(&rel, name) {
-                continue;
-            }
-            let target = dest.join(&rel)?;
-            let path = entry.path();
-            let ft = entry.file_type().map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            if ft.is_dir() {
-                w.dir(&target)?;
-                stack.push((path, rel));
-            } else if ft.is_symlink() {
-                let link =
-                    std::fs::read_link(&path).map_err(|e| Error::io(format!("reading link {}", path.display()), e))?;
-                w.symlink(&target, &link)?;
-                written.push(target);
-            } else if ft.is_file() {
-                let data = std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                let mode =
-                    file_mode(&entry.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?);
-                w.file(&target, &data, mode)?;
-                written.push(target);
-            }
-            // sockets, fifos and devices are not project files: skipped
+/// What one host entry becomes in the sandbox.
+enum Planned {
+    Dir,
+    Symlink(PathBuf),
+    File { host: PathBuf, mode: u32 },
+}
+
+/// A host directory walked for import: the sandbox paths it writes, known before any content is
+/// read (so restricted paths are refused before anything is sent), and where each comes from.
+pub(crate) struct HostImport {
+    create_dest: Option<SandboxPath>,
+    entries: Vec<(SandboxPath, Planned)>,
+}
+
+impl HostImport {
+    /// Walks the host directory `src` for an import at sandbox path `dest`, leaving out
+    /// `excludes`. Symlinks are copied as links, never followed, so the import cannot pull in
+    /// files outside `src`. `dest` itself gets an entry only when `create_dest` (it does not exist
+    /// yet). Only names and modes are kept; contents are read when the archive is written.
+    pub fn plan(src: &Path, dest: &SandboxPath, excludes: &Excludes, create_dest: bool) -> Result<Self> {
+        let meta =
+            std::fs::metadata(src).map_err(|e| Error::io(format!("reading host directory {}", src.display()), e))?;
+        if !meta.is_dir() {
+            return Err(Error::InvalidArgument(format!("{} is not a directory", src.display())));
         }
+        let mut plan = HostImport { create_dest: create_dest.then(|| dest.clone()), entries: Vec::new() };
+        let mut stack = vec![(src.to_path_buf(), String::new())];
+        while let Some((dir, rel_dir)) = stack.pop() {
+            let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+            let mut entries: Vec<_> = rd
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else {
+                    return Err(Error::invalid_path(
+                        entry.path().display().to_string(),
+                        "host file names must be UTF-8 to be imported",
+                    ));
+                };
+                let rel = if rel_dir.is_empty() { name.to_string() } else { format!("{rel_dir}/{name}") };
+                if excludes.excludes(&rel, name) {
+                    continue;
+                }
+                let target = dest.join(&rel)?;
+                let path = entry.path();
+                let ft = entry.file_type().map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                if ft.is_dir() {
+                    plan.entries.push((target, Planned::Dir));
+                    stack.push((path, rel));
+                } else if ft.is_symlink() {
+                    let link = std::fs::read_link(&path)
+                        .map_err(|e| Error::io(format!("reading link {}", path.display()), e))?;
+                    plan.entries.push((target, Planned::Symlink(link)));
+                } else if ft.is_file() {
+                    let meta = entry.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                    plan.entries.push((target, Planned::File { host: path, mode: file_mode(&meta) }));
+                }
+                // sockets, fifos and devices are not project files: skipped
+            }
+        }
+        Ok(plan)
     }
-    Ok((w.finish()?, written))
+
+    /// The files and links the import writes (directories only hold them).
+    pub fn written(&self) -> impl Iterator<Item = &SandboxPath> {
+        self.entries.iter().filter(|(_, p)| !matches!(p, Planned::Dir)).map(|(t, _)| t)
+    }
+
+    /// Writes the archive into `out`, reading each file as its entry is written.
+    pub fn write(self, out: impl Write) -> Result<()> {
+        let mut w = TarWriter::to(out);
+        if let Some(dest) = &self.create_dest {
+            w.dir(dest)?;
+        }
+        for (target, planned) in self.entries {
+            match planned {
+                Planned::Dir => w.dir(&target)?,
+                Planned::Symlink(link) => w.symlink(&target, &link)?,
+                Planned::File { host, mode } => {
+                    let f =
+                        std::fs::File::open(&host).map_err(|e| Error::io(format!("reading {}", host.display()), e))?;
+                    let len = f.metadata().map_err(|e| Error::io(format!("reading {}", host.display()), e))?.len();
+                    w.file_from(&target, f, len, mode)?;
+                }
+            }
+        }
+        w.finish()?;
+        Ok(())
+    }
 }
 
 #[cfg(unix)]
@@ -179,15 +226,73 @@ fn file_mode(_meta: &std::fs::Metadata) -> u32 {
     0o644
 }
 
-/// Unpacks a tar whose entries are relative (`./a`, `sub/b`) into the host directory `dest`. The
-/// tar crate refuses entries that would land outside `dest`, through `..` or through a symlink.
-pub(crate) fn unpack_to_host(tar_bytes: &[u8], dest: &Path) -> Result<()> {
+/// Unpacks a tar whose entries are relative (`./a`, `sub/b`), read as it arrives, into the host
+/// directory `dest`. The tar crate refuses entries that would land outside `dest`, through `..` or
+/// through a symlink.
+pub(crate) fn unpack_to_host(tar: impl Read, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
-    let mut ar = tar::Archive::new(tar_bytes);
+    let mut ar = tar::Archive::new(tar);
     // Permission bits only: a sandbox must not hand the host a setuid file.
     ar.set_preserve_permissions(false);
     ar.set_overwrite(true);
-    ar.unpack(dest).map_err(|e| Error::io(format!("unpacking into {}", dest.display()), e))
+    ar.unpack(dest).map_err(|e| Error::from_stream(format!("unpacking into {}", dest.display()), e))
+}
+
+/// The first real entry of an archive: its type, size and link target.
+#[derive(Debug)]
+pub(crate) struct FirstEntry {
+    pub kind: tar::EntryType,
+    pub size: u64,
+    pub link: Option<PathBuf>,
+}
+
+/// Reads the headers of an archive's first entry from `r` (skipping PAX and GNU long-name
+/// records, whose values it applies), leaving `r` at the entry's data. `None` for an empty archive.
+pub(crate) async fn first_entry<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<FirstEntry>> {
+    use tokio::io::AsyncReadExt;
+    /// Extension records are names and a few numbers; a larger one is not an archive we made.
+    const MAX_EXTENSION: u64 = 1024 * 1024;
+    let mut size_override = None;
+    let mut link_override = None;
+    loop {
+        let mut block = [0u8; 512];
+        r.read_exact(&mut block).await?;
+        if block.iter().all(|b| *b == 0) {
+            return Ok(None);
+        }
+        let header = tar::Header::from_byte_slice(&block);
+        let size = header.entry_size()?;
+        let kind = header.entry_type();
+        let extension = kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink();
+        if !extension {
+            let link = match link_override {
+                Some(l) => Some(l),
+                None => header.link_name()?.map(|l| l.into_owned()),
+            };
+            return Ok(Some(FirstEntry { kind, size: size_override.unwrap_or(size), link }));
+        }
+        if size > MAX_EXTENSION {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "an oversized tar extension record"));
+        }
+        let mut data = vec![0u8; size.div_ceil(512) as usize * 512];
+        r.read_exact(&mut data).await?;
+        data.truncate(size as usize);
+        if kind.is_gnu_longlink() {
+            let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+            link_override = Some(PathBuf::from(String::from_utf8_lossy(&data[..end]).into_owned()));
+        } else if kind.is_pax_local_extensions() {
+            for ext in tar::PaxExtensions::new(&data).flatten() {
+                match (ext.key(), ext.value()) {
+                    (Ok("size"), Ok(v)) => size_override = v.parse().ok(),
+                    (Ok("linkpath"), Ok(v)) => link_override = Some(PathBuf::from(v)),
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -243,7 +348,10 @@ mod tests {
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
         let ex = Excludes::new(&["node_modules".into()]).unwrap();
-        let (bytes, written) = pack_host_dir(root, &sp("/app"), &ex, true).unwrap();
+        let plan = HostImport::plan(root, &sp("/app"), &ex, true).unwrap();
+        let written: Vec<SandboxPath> = plan.written().cloned().collect();
+        let mut bytes = Vec::new();
+        plan.write(&mut bytes).unwrap();
         let e = entries(&bytes);
         assert!(e.iter().any(|(n, _)| n == "app/src/a.ts"));
         assert!(!e.iter().any(|(n, _)| n.contains("node_modules")));
@@ -262,9 +370,32 @@ mod tests {
         h.set_size(1);
         h.set_mode(0o4755);
         b.append_data(&mut h, "suid", &b"x"[..]).unwrap();
-        unpack_to_host(&b.into_inner().unwrap(), tmp.path()).unwrap();
+        unpack_to_host(&b.into_inner().unwrap()[..], tmp.path()).unwrap();
         let mode = std::fs::metadata(tmp.path().join("suid")).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o755);
+    }
+
+    #[tokio::test]
+    async fn the_first_entry_is_read_with_long_names_and_links() {
+        let mut b = tar::Builder::new(Vec::new());
+        let long = "d/".repeat(80) + "target";
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "l".repeat(150), &long).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let e = first_entry(&mut &bytes[..]).await.unwrap().unwrap();
+        assert!(e.kind.is_symlink());
+        assert_eq!(e.link.unwrap(), PathBuf::from(&long));
+
+        let mut w = TarWriter::new();
+        w.file(&sp("/a/f"), b"12345", 0o644).unwrap();
+        let bytes = w.finish().unwrap();
+        let mut r = &bytes[..];
+        let e = first_entry(&mut r).await.unwrap().unwrap();
+        assert_eq!((e.kind.is_file(), e.size), (true, 5));
+        assert_eq!(&r[..5], b"12345", "the reader is left at the data");
+        assert!(first_entry(&mut &[0u8; 1024][..]).await.unwrap().is_none());
     }
 
     #[test]
@@ -280,7 +411,7 @@ mod tests {
         b.append(&h, &b"x"[..]).unwrap();
         let bytes = b.into_inner().unwrap();
         let dest = tmp.path().join("out");
-        let _ = unpack_to_host(&bytes, &dest);
+        let _ = unpack_to_host(&bytes[..], &dest);
         assert!(!tmp.path().join("evil").exists());
     }
 }

@@ -109,10 +109,23 @@ impl NativeSandbox {
         self.sb.read_to_string(&path).await.map_err(|e| self.err(e))
     }
 
-    /// Reads a file byte for byte.
+    /// Reads a file byte for byte (at most 64 MiB: `TOO_LARGE` above; use `readFileToHost`).
     #[napi(catch_unwind)]
     pub async fn read_file_bytes(&self, path: String) -> napi::Result<Buffer> {
         self.sb.read_file(&path).await.map(Buffer::from).map_err(|e| self.err(e))
+    }
+
+    /// Copies a file of any size out to `hostPath`, streamed (never held in memory); the bytes copied.
+    #[napi(catch_unwind)]
+    pub async fn read_file_to_host(&self, path: String, host_path: String) -> napi::Result<f64> {
+        self.sb.read_file_to_host(&path, host_path).await.map(|n| n as f64).map_err(|e| self.err(e))
+    }
+
+    /// Writes one file from the host file `hostPath`, streamed (any size), with `mode` or 0644; the bytes written.
+    #[napi(catch_unwind)]
+    pub async fn write_file_from_host(&self, path: String, host_path: String, mode: Option<u32>) -> napi::Result<f64> {
+        let mode = mode.unwrap_or(dagger_sandbox::DEFAULT_FILE_MODE);
+        self.sb.write_file_from_host(&path, host_path, mode).await.map(|n| n as f64).map_err(|e| self.err(e))
     }
 
     /// Deletes a file or directory (recursively); a missing path is `NOT_FOUND`.

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The session registry failed.
     #[error("session registry: {0}")]
     Store(#[from] dagger_sandbox_store::StoreError),
+    /// A request body over its documented limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// Anything else that went wrong inside the daemon.
     #[error("{0}")]
     Internal(String),
@@ -44,6 +47,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "INVALID_ARGUMENT",
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::SessionEnded { .. } => "SESSION_ENDED",
+            ApiError::TooLarge(_) => "TOO_LARGE",
             ApiError::Sandbox(e) => e.code().as_str(),
             ApiError::Store(e) if e.code() == "INVALID_ARGUMENT" => "INVALID_ARGUMENT",
             ApiError::Store(_) | ApiError::Internal(_) => "INTERNAL",
@@ -71,6 +75,7 @@ pub fn status_of(code: &str) -> StatusCode {
         "SESSION_ENDED" | "CLOSED" => StatusCode::CONFLICT,
         "ENGINE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
         "TIMEOUT" => StatusCode::GATEWAY_TIMEOUT,
+        "TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -104,6 +109,7 @@ mod tests {
             ErrorCode::Closed => 409,
             ErrorCode::EngineUnavailable => 503,
             ErrorCode::Timeout => 504,
+            ErrorCode::TooLarge => 413,
             ErrorCode::Cancelled | ErrorCode::EngineError | ErrorCode::IoError => 500,
         };
         for c in ErrorCode::ALL {

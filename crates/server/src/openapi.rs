@@ -167,11 +167,13 @@ pub fn document() -> Value {
             "/api/sandbox/{id}/files": {
                 "parameters": [id_param(), path_query()],
                 "get": {
-                    "summary": "Read a file, byte for byte",
+                    "summary": "Read a file, byte for byte, streamed",
+                    "description": "Streamed as it is read, with its Content-Length. A file over 1 GiB (1073741824 bytes) is 413 TOO_LARGE before any of it is read.",
                     "responses": merge(json!({
                         "200": {"description": "the bytes", "content": {"application/octet-stream": {}}},
-                        "400": {"description": "invalid path", "content": error_ref()},
+                        "400": {"description": "invalid path, or not a regular file", "content": error_ref()},
                         "409": {"description": "the session has ended", "content": error_ref()},
+                        "413": {"description": "the file is over the download limit", "content": error_ref()},
                         "503": {"description": "the session's engine does not answer yet; retry later", "content": error_ref()}
                     }), session_errors())
                 },
@@ -179,12 +181,14 @@ pub fn document() -> Value {
                     "summary": "Write a file (parent directories created)",
                     "parameters": [{"name": "mode", "in": "query", "schema": {"type": "string", "pattern": "^[0-7]{1,4}$"},
                                     "description": "octal permission bits, default 644"}],
+                    "description": "The body is streamed to a host spool file, then into the sandbox in one write: a body that fails halfway writes nothing. At most 256 MiB (268435456 bytes); a bigger one is 413 TOO_LARGE.",
                     "requestBody": {"required": true, "content": {"application/octet-stream": {}}},
                     "responses": merge(json!({
                         "204": {"description": "written"},
                         "400": {"description": "invalid path or mode", "content": error_ref()},
                         "403": {"description": "restricted path", "content": error_ref()},
                         "409": {"description": "the session has ended", "content": error_ref()},
+                        "413": {"description": "the body is over the upload limit", "content": error_ref()},
                         "503": {"description": "the session's engine does not answer yet; retry later", "content": error_ref()}
                     }), session_errors())
                 }
@@ -214,8 +218,8 @@ pub fn document() -> Value {
                     "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                         "code": {"type": "string", "enum": [
                             "INVALID_ARGUMENT", "INVALID_PATH", "RESTRICTED_PATH", "NOT_FOUND", "TIMEOUT", "CANCELLED",
-                            "CLOSED", "ENGINE_UNAVAILABLE", "ENGINE_ERROR", "IO_ERROR", "UNAUTHORIZED", "SESSION_ENDED",
-                            "INTERNAL"
+                            "CLOSED", "ENGINE_UNAVAILABLE", "ENGINE_ERROR", "IO_ERROR", "TOO_LARGE", "UNAUTHORIZED",
+                            "SESSION_ENDED", "INTERNAL"
                         ]},
                         "message": {"type": "string"}
                     }}}

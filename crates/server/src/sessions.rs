@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use dagger_sandbox::inventory::Inventory;
 use dagger_sandbox::{
-    BackendChoice, BackendKind, ExecOptions, ExecResult, OutputChunk, Sandbox, SandboxConfig, Service,
+    BackendChoice, BackendKind, ExecOptions, ExecResult, FileReader, OutputChunk, Sandbox, SandboxConfig, Service,
 };
 use dagger_sandbox_store::{ListFilter, Provider, Session, SessionUpdate, Status, Store};
 use tokio::sync::mpsc;
@@ -520,18 +520,21 @@ impl Sessions {
         }
     }
 
-    /// Reads a file of a session.
-    pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, ApiError> {
+    /// Opens a file of a session for streaming, if it is at most `limit` bytes.
+    pub async fn open_file(&self, id: &str, path: &str, limit: u64) -> Result<FileReader, ApiError> {
         let live = self.usable(id).await?;
         self.touch(id).await;
-        Ok(live.sandbox.read_file(path).await?)
+        Ok(live.sandbox.open_file_within(path, limit).await?)
     }
 
-    /// Writes a file of a session.
-    pub async fn write_file(&self, id: &str, path: &str, data: &[u8], mode: u32) -> Result<(), ApiError> {
+    /// Writes a file of a session from a stream; the bytes written.
+    pub async fn write_file_from<R>(&self, id: &str, path: &str, data: R, mode: u32) -> Result<u64, ApiError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send,
+    {
         let live = self.usable(id).await?;
         self.touch(id).await;
-        Ok(live.sandbox.write_file_with_mode(path, data, mode).await?)
+        Ok(live.sandbox.write_file_from(path, data, mode).await?)
     }
 
     /// Moves a session's expiry to `max(expires_at, now) + ttl_seconds`.

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{BackendChoice, ResolvedConfig};
 use crate::error::{Error, Result};
-use crate::exec::RunningExec;
+use crate::exec::{ExecResult, RunningExec};
 use crate::paths::SandboxPath;
+use crate::stream::{ByteStream, FileReader};
 
 #[cfg(feature = "dagger")]
 pub(crate) mod dagger;
@@ -101,6 +102,60 @@ pub struct DirEntry {
     pub size: u64,
 }
 
+/// Most entries a directory listing returns; a larger directory is `TOO_LARGE`.
+pub const LIST_MAX_ENTRIES: usize = 100_000;
+
+/// Most bytes of output a helper command (a listing, a delete) may print; beyond it the call is
+/// `TOO_LARGE` (a hostile or broken tool printing forever).
+pub(crate) const HELPER_OUTPUT_MAX: usize = 32 * 1024 * 1024;
+
+/// Refuses a file of `size` bytes when it is over `limit`, before any of it is read.
+pub(crate) fn check_file_size(sandbox: &str, path: &SandboxPath, size: u64, limit: u64) -> Result<()> {
+    if size <= limit {
+        return Ok(());
+    }
+    Err(Error::too_large(
+        sandbox,
+        format!("the file {path}"),
+        Some(size),
+        limit,
+        "read it as a stream (open_file / read_file_to) or copy it out with export_directory",
+    ))
+}
+
+/// Refuses a listing of more than [`LIST_MAX_ENTRIES`] entries.
+pub(crate) fn check_list_len(sandbox: &str, path: &SandboxPath, entries: usize) -> Result<()> {
+    if entries <= LIST_MAX_ENTRIES {
+        return Ok(());
+    }
+    Err(Error::too_large(
+        sandbox,
+        format!("the listing of {path} ({entries} entries or more)"),
+        None,
+        LIST_MAX_ENTRIES as u64,
+        "the limit counts entries here; list a subdirectory, or run `ls` or `find` with exec",
+    ))
+}
+
+/// The `TIMEOUT` of a helper command (`rm`, a listing) that ran past the sandbox's timeout. The
+/// helper is left to the container (it ends with the sandbox); the call returns.
+pub(crate) fn helper_timeout(sandbox: &str, argv: &[String], timeout: Duration) -> Error {
+    Error::Timeout {
+        sandbox: sandbox.to_string(),
+        command: argv.join(" ").chars().take(120).collect(),
+        timeout_ms: timeout.as_millis() as u64,
+        partial: Box::new(ExecResult {
+            exit_code: -1,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_ms: timeout.as_millis() as u64,
+            truncated: false,
+            stdout_dropped: 0,
+            stderr_dropped: 0,
+        }),
+    }
+}
+
 /// Parses, for the container backends' listings, `stat -c '%f %s %n'` lines (hex mode, size, name; the name may contain spaces).
 pub(crate) fn parse_stat_lines(out: &str) -> Vec<DirEntry> {
     out.lines()
@@ -146,12 +201,13 @@ pub(crate) trait Engine: Send + Sync {
     fn resource_id(&self) -> String;
     /// Starts `sh -c command`.
     async fn start_exec(&self, spec: ExecSpec) -> Result<Box<dyn RunningExec>>;
-    /// Extracts a tar whose entries are relative to `/`, in one operation.
-    async fn upload_tar(&self, tar: Vec<u8>) -> Result<()>;
-    /// A tar of the directory at `path`, entries relative to it (`./a`, `./sub/b`).
-    async fn download_tar(&self, path: &SandboxPath) -> Result<Vec<u8>>;
-    /// The bytes of the regular file at `path` (symlinks followed inside the sandbox).
-    async fn read_file(&self, path: &SandboxPath) -> Result<Vec<u8>>;
+    /// Extracts a tar whose entries are relative to `/`, in one operation, reading it as it comes.
+    async fn upload_tar(&self, tar: ByteStream) -> Result<()>;
+    /// A tar of the directory at `path`, entries relative to it (`./a`, `./sub/b`), as a stream.
+    async fn download_tar(&self, path: &SandboxPath) -> Result<ByteStream>;
+    /// The regular file at `path` (symlinks followed inside the sandbox) as a stream; `TOO_LARGE`
+    /// (see [`check_file_size`]) when it is over `limit` bytes, found out before any is read.
+    async fn read_file(&self, path: &SandboxPath, limit: u64) -> Result<FileReader>;
     /// What is at `path` (not following a final symlink), or `None`.
     async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>>;
     /// Removes what is at `path`, recursively; the caller has checked it exists.

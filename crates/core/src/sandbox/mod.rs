@@ -9,6 +9,8 @@ use std::time::Duration;
 
 mod files;
 
+pub use files::READ_FILE_LIMIT;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -318,7 +320,7 @@ impl Sandbox {
                     self.check_restricted(&p, false)?;
                     let mut w = TarWriter::new();
                     w.dir(&p)?;
-                    self.inner.engine.upload_tar(w.finish()?).await
+                    self.inner.engine.upload_tar(crate::stream::from_bytes(w.finish()?)).await
                 }
             }
         })

@@ -32,8 +32,7 @@ pub struct AppState {
     pub token: Arc<str>,
 }
 
-/// Largest file a `PUT .../files` accepts.
-pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
+pub use files::{MAX_DOWNLOAD_BYTES, MAX_UPLOAD_BYTES};
 
 type Handler = MethodRouter<AppState>;
 
@@ -57,12 +56,9 @@ fn table() -> Vec<(Method, &'static str, bool, Handler)> {
         (Method::POST, "/api/sandbox/{id}/exec", true, post(sandbox::exec)),
         (Method::POST, "/api/sandbox/{id}/extend", true, post(sandbox::extend)),
         (Method::GET, "/api/sandbox/{id}/files", true, get(files::read)),
-        (
-            Method::PUT,
-            "/api/sandbox/{id}/files",
-            true,
-            put(files::write).layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
-        ),
+        // Streamed and limited by the handler itself (MAX_UPLOAD_BYTES): a body limit layer only
+        // applies to buffering extractors.
+        (Method::PUT, "/api/sandbox/{id}/files", true, put(files::write)),
         (Method::GET, "/api/sandbox/{id}/logs", true, get(logs::stream)),
     ]
 }

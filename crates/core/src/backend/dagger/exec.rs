@@ -84,7 +84,7 @@ async fn run_exec(inner: Arc<Inner>, spec: ExecSpec) -> Result<ExecDone> {
             // GraphQL strings cannot carry arbitrary bytes: stage them as a file and redirect.
             Err(e) => {
                 let path = format!("/.dagger-sandbox-stdin-{}", uuid::Uuid::new_v4().simple());
-                let (id, guard) = inner.host_file_id("stdin", e.into_bytes()).await?;
+                let (id, guard) = inner.host_file_id("stdin", crate::stream::from_bytes(e.into_bytes())).await?;
                 _stdin_on_host = Some(guard);
                 next.apply(1, |c| c.with_file(path.clone(), id)).await.map_err(qe)?;
                 (None, Some(path))

@@ -9,15 +9,22 @@
 //! * listings: a `stat` script (names, kinds and sizes in one exec; `Directory.entries` is faster
 //!   but has names only).
 //!
+//! Bytes move as streams: uploads are staged on the host from a stream, exports land on host disk
+//! and are read (or packed) from there as they are consumed, and a read checks the file's size
+//! (`File.size`) before anything is exported.
+//!
 //! Reads run on the latest state without waiting for a running mutation; their results are never
 //! kept (so they may be served from the engine's cache: the state they read is immutable).
 
 use dagger_sdk::{ContainerStatOpts, FileType};
 
-use super::{join_error, run, script_argv, sdk, Inner};
-use crate::backend::{parse_stat_lines, DirEntry, EntryKind};
+use tokio::io::AsyncReadExt;
+
+use super::{run, script_argv, sdk, Inner};
+use crate::backend::{check_file_size, check_list_len, parse_stat_lines, DirEntry, EntryKind};
 use crate::error::{Error, Result};
 use crate::paths::SandboxPath;
+use crate::stream::{self, ByteStream, FileReader};
 
 /// Extracts the staged tar `$0` at `/` and removes it.
 const UPLOAD: &str = "tar -xf \"$0\" -C /; rc=$?; rm -f -- \"$0\"; exit $rc";
@@ -37,7 +44,7 @@ pub(super) fn is_type_clash(stderr: &str) -> bool {
 }
 
 /// Extracts a tar rooted at `/` in one exec; on any failure nothing of it is kept.
-pub(super) async fn upload(inner: &Inner, tar: Vec<u8>) -> Result<()> {
+pub(super) async fn upload(inner: &Inner, tar: ByteStream) -> Result<()> {
     inner.check_open()?;
     let op = "writing files";
     let mut guard = inner.chain.clone().lock_owned().await;
@@ -69,11 +76,12 @@ pub(super) async fn upload(inner: &Inner, tar: Vec<u8>) -> Result<()> {
 }
 
 /// A tar of the directory at `path`, entries relative to it: `Directory.export` to a private
-/// host directory, packed there (the caller unpacks it with the host-side safety rules).
-pub(super) async fn download(inner: &Inner, path: &SandboxPath) -> Result<Vec<u8>> {
+/// host directory, packed from there as the stream is read (the caller unpacks it with the
+/// host-side safety rules); the directory is removed when the stream ends or is dropped.
+pub(super) async fn download(inner: &Inner, path: &SandboxPath) -> Result<ByteStream> {
     inner.check_open()?;
     let op = "exporting a directory";
-    let (_landing, dest, target) = landing(inner, op, "out")?;
+    let (landed, dest, target) = landing(inner, op, "out")?;
     let dir = inner.current().directory(path.as_str());
     if let Err(e) = sdk(&inner.id, op, inner.opts.call_timeout, async move { dir.export(target).await }).await {
         // Say why in the sandbox's own terms when the path is not there (the caller checked it
@@ -84,10 +92,11 @@ pub(super) async fn download(inner: &Inner, path: &SandboxPath) -> Result<Vec<u8
         };
     }
     let id = inner.id.clone();
-    tokio::task::spawn_blocking(move || pack_exported(&dest))
-        .await
-        .map_err(|e| join_error(&id, op, e))?
-        .map_err(|e| Error::io(format!("sandbox {id}: packing the exported directory"), e))
+    Ok(stream::produce(move |out| {
+        let packed = pack_exported(&dest, out);
+        drop(landed);
+        packed.map(drop).map_err(|e| Error::io(format!("sandbox {id}: packing the exported directory"), e))
+    }))
 }
 
 /// Where an export lands: a private host directory (removed when the guard drops), the path
@@ -102,36 +111,28 @@ fn landing(inner: &Inner, op: &str, name: &str) -> Result<(tempfile::TempDir, st
     Ok((dir, path, target))
 }
 
-/// A tar of `dir`'s contents (`./a`, `./sub/b`), symlinks as links, as the docker backend returns it.
-pub(super) fn pack_exported(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
+/// Writes a tar of `dir`'s contents (`./a`, `./sub/b`), symlinks as links, as the docker backend
+/// returns it, into `out`.
+pub(super) fn pack_exported<W: std::io::Write>(dir: &std::path::Path, out: W) -> std::io::Result<W> {
+    let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     b.append_dir_all(".", dir)?;
     b.into_inner()
 }
 
-/// The bytes of a regular file, byte for byte: `File.export` to a private host file, while a
-/// native `stat` (following symlinks) checks that it is one. Both go out at once (one round trip);
-/// when the `stat` says it is not a regular file the export is abandoned, because exporting a FIFO
-/// hangs the engine's file sync (seen live), and the `stat` says why the path cannot be read.
-pub(super) async fn read_file(inner: &Inner, path: &SandboxPath) -> Result<Vec<u8>> {
+/// A regular file, byte for byte: a native `stat` (following symlinks) and `File.size` first, at
+/// once (one round trip); only a regular file within `limit` is then exported (`File.export`) to
+/// a private host file, which the returned reader reads and removes when dropped. Exporting a
+/// FIFO hangs the engine's file sync (seen live) and a 64 GB file would fill the host's disk, so
+/// neither is ever exported; the `stat` says why the path cannot be read.
+pub(super) async fn read_file(inner: &Inner, path: &SandboxPath, limit: u64) -> Result<FileReader> {
     inner.check_open()?;
     let op = "reading a file";
-    let (_landing, dest, target) = landing(inner, op, "file")?;
     let file = inner.current().file(path.as_str());
-    let export = sdk(&inner.id, op, inner.opts.call_timeout, async move { file.export(target).await });
-    let stat = native_stat(inner, path, true, op);
-    tokio::pin!(export, stat);
-    // The stat decides; an export that ends first is kept until it has. Returning early drops the
-    // export, which cancels its query.
-    let mut exported = None;
-    let kind = loop {
-        tokio::select! {
-            k = &mut stat => break k?,
-            r = &mut export, if exported.is_none() => exported = Some(r),
-        }
-    };
-    match kind {
+    let sized = file.clone();
+    let size = sdk(&inner.id, op, inner.opts.call_timeout, async move { sized.size().await });
+    let (kind, size) = tokio::join!(native_stat(inner, path, true, op), size);
+    match kind? {
         None => return Err(Error::not_found(&inner.id, "file", path.to_string())),
         Some(EntryKind::Dir) => {
             return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", inner.id)))
@@ -139,11 +140,16 @@ pub(super) async fn read_file(inner: &Inner, path: &SandboxPath) -> Result<Vec<u
         Some(EntryKind::File) => {}
         Some(_) => return Err(Error::InvalidArgument(format!("sandbox {}: {path} is not a regular file", inner.id))),
     }
-    match exported {
-        Some(r) => r?,
-        None => export.await?,
-    };
-    tokio::fs::read(&dest).await.map_err(|e| Error::io(format!("sandbox {}: reading the exported file", inner.id), e))
+    check_file_size(&inner.id, path, size?.max(0) as u64, limit)?;
+    let (landed, dest, target) = landing(inner, op, "file")?;
+    sdk(&inner.id, op, inner.opts.call_timeout, async move { file.export(target).await }).await?;
+    let opened = tokio::fs::File::open(&dest).await;
+    let f = opened.map_err(|e| Error::io(format!("sandbox {}: reading the exported file", inner.id), e))?;
+    let len =
+        f.metadata().await.map_err(|e| Error::io(format!("sandbox {}: reading the exported file", inner.id), e))?.len();
+    // The export is what is read: its own size, checked again (the state is immutable, but say so).
+    check_file_size(&inner.id, path, len, limit)?;
+    Ok(FileReader::new(len, Box::pin(f.take(len))).keeping(landed))
 }
 
 /// What is at `path` by the engine's own `stat` (no container is run): `None` when it does not
@@ -211,6 +217,7 @@ pub(super) async fn list_dir(inner: &Inner, path: &SandboxPath) -> Result<Vec<Di
         ));
     }
     let mut entries = parse_stat_lines(&ran.stdout);
+    check_list_len(&inner.id, path, entries.len())?;
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)
 }
@@ -231,7 +238,7 @@ mod tests {
         std::fs::create_dir_all(d.join("sub")).unwrap();
         std::fs::write(d.join("sub/b.txt"), b"bee").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.join("abs-link")).unwrap();
-        let tar = pack_exported(d).unwrap();
+        let tar = pack_exported(d, Vec::new()).unwrap();
         let mut ar = tar::Archive::new(&tar[..]);
         let mut seen: Vec<(String, tar::EntryType)> = ar
             .entries()

@@ -23,6 +23,7 @@ use crate::config::ResolvedConfig;
 use crate::error::{Error, Result};
 use crate::exec::RunningExec;
 use crate::paths::SandboxPath;
+use crate::stream::{ByteStream, FileReader};
 
 mod client;
 mod connect;
@@ -324,26 +325,25 @@ impl Inner {
         Ok(id)
     }
 
-    /// A file in the engine with exactly `bytes`, sent through the session's file sync: the bytes
-    /// go to a private host file, which the engine reads with `Host.file`. GraphQL strings cannot
-    /// carry arbitrary bytes, and inlining them (base64 in the query text) held every upload in
-    /// memory several times over. The returned guard keeps the host file until the engine has
-    /// used it (drop it after the sync that consumes the id).
-    async fn host_file_id(&self, name: &str, bytes: Vec<u8>) -> Result<(Id, tempfile::TempDir)> {
+    /// A file in the engine with exactly the bytes of `data`, sent through the session's file sync:
+    /// the stream goes to a private host file (never gathered in memory), which the engine reads
+    /// with `Host.file`. GraphQL strings cannot carry arbitrary bytes, and inlining them (base64 in
+    /// the query text) held every upload in memory several times over. The returned guard keeps
+    /// the host file until the engine has used it (drop it after the sync that consumes the id).
+    async fn host_file_id(&self, name: &str, mut data: ByteStream) -> Result<(Id, tempfile::TempDir)> {
         let op = "sending file contents";
-        let dir = tokio::task::spawn_blocking({
-            let name = name.to_string();
-            move || -> std::io::Result<(tempfile::TempDir, std::path::PathBuf)> {
-                let dir = tempfile::Builder::new().prefix("dagger-sandbox-stage-").tempdir()?;
-                let path = dir.path().join(name);
-                std::fs::write(&path, bytes)?;
-                Ok((dir, path))
-            }
-        })
-        .await
-        .map_err(|e| join_error(&self.id, op, e))?
-        .map_err(|e| Error::io(format!("sandbox {}: staging file contents on the host", self.id), e))?;
-        let (dir, path) = dir;
+        let staging = |e| Error::io(format!("sandbox {}: staging file contents on the host", self.id), e);
+        let dir = tokio::task::spawn_blocking(|| tempfile::Builder::new().prefix("dagger-sandbox-stage-").tempdir())
+            .await
+            .map_err(|e| join_error(&self.id, op, e))?
+            .map_err(staging)?;
+        let path = dir.path().join(name);
+        let mut file = tokio::fs::File::create(&path).await.map_err(staging)?;
+        tokio::io::copy(&mut data, &mut file)
+            .await
+            .map_err(|e| Error::from_stream(format!("sandbox {}: staging file contents on the host", self.id), e))?;
+        tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(staging)?;
+        drop(file);
         // The engine caches host paths for the whole session, and a reused path would serve the
         // old bytes (seen live): the path is unique, and `noCache` says so to the engine too.
         let file = self
@@ -381,16 +381,16 @@ impl Engine for DaggerEngine {
         Ok(Box::new(exec::DaggerExec::start(self.inner.clone(), spec)))
     }
 
-    async fn upload_tar(&self, tar: Vec<u8>) -> Result<()> {
+    async fn upload_tar(&self, tar: ByteStream) -> Result<()> {
         files::upload(&self.inner, tar).await
     }
 
-    async fn download_tar(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+    async fn download_tar(&self, path: &SandboxPath) -> Result<ByteStream> {
         files::download(&self.inner, path).await
     }
 
-    async fn read_file(&self, path: &SandboxPath) -> Result<Vec<u8>> {
-        files::read_file(&self.inner, path).await
+    async fn read_file(&self, path: &SandboxPath, limit: u64) -> Result<FileReader> {
+        files::read_file(&self.inner, path, limit).await
     }
 
     async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>> {

@@ -1,54 +1,78 @@
-//! Files in a docker sandbox through the archive API (one tar per upload or download), plus the
-//! two operations the API lacks, delete and list, as one exec each.
+//! Files in a docker sandbox through the archive API (one tar per upload or download, streamed
+//! both ways), plus the two operations the API lacks, delete and list, as one bounded exec each.
 
-use std::io::Read;
+use std::sync::{Arc, Mutex};
 
-use bollard::body_full;
+use bollard::body_try_stream;
 use bollard::exec::StartExecResults;
 use bollard::models::ExecConfig;
 use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
+use tokio::io::AsyncReadExt;
+use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::{describe, status, wait_exit_code, DockerEngine};
-use crate::backend::{parse_stat_lines, DirEntry, EntryKind};
+use crate::backend::{
+    check_file_size, check_list_len, helper_timeout, parse_stat_lines, DirEntry, EntryKind, HELPER_OUTPUT_MAX,
+};
 use crate::error::{Error, Result};
 use crate::paths::SandboxPath;
+use crate::stream::{ByteStream, FileReader};
+use crate::tarball::first_entry;
 
 /// How many symlinks a read follows before it gives up (as Linux's `MAXSYMLINKS`).
 const MAX_SYMLINKS: usize = 40;
 
-/// Extracts a tar rooted at `/` in one request.
-pub(super) async fn upload(e: &DockerEngine, tar: Vec<u8>) -> Result<()> {
+/// Extracts a tar rooted at `/` in one request, sent as it is read.
+pub(super) async fn upload(e: &DockerEngine, tar: ByteStream) -> Result<()> {
     let opts = UploadToContainerOptionsBuilder::default().path("/").no_overwrite_dir_non_dir("true").build();
-    e.docker.upload_to_container(&e.container, Some(opts), body_full(tar.into())).await.map_err(|err| {
-        match status(&err) {
-            Some(400 | 500) if ["overwrite", "not a directory"].iter().any(|m| describe(&err).contains(m)) => {
-                Error::InvalidArgument(format!(
-                    "sandbox {}: a write would replace a directory with a file or a file with a directory: {}",
-                    e.id,
-                    describe(&err)
-                ))
-            }
-            _ => e.err("uploading files", err),
+    // The request fails when its body does; the body's own error is the one worth reporting.
+    let body_error: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+    let seen = body_error.clone();
+    let body = ReaderStream::new(tar).inspect_err(move |err| {
+        let mut slot = seen.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(std::io::Error::new(err.kind(), err.to_string()));
         }
+    });
+    let sent = e.docker.upload_to_container(&e.container, Some(opts), body_try_stream(body)).await;
+    if let Some(err) = body_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(Error::from_stream(format!("sandbox {}: sending files", e.id), err));
+    }
+    sent.map_err(|err| match status(&err) {
+        Some(400 | 500) if ["overwrite", "not a directory"].iter().any(|m| describe(&err).contains(m)) => {
+            Error::InvalidArgument(format!(
+                "sandbox {}: a write would replace a directory with a file or a file with a directory: {}",
+                e.id,
+                describe(&err)
+            ))
+        }
+        _ => e.err("uploading files", err),
     })
 }
 
-async fn get_archive(e: &DockerEngine, path: &str) -> std::result::Result<Vec<u8>, bollard::errors::Error> {
+/// The archive of `path` as a stream; the engine's refusal (a 404) comes back as the error of
+/// this call, read from the stream's first item, not as a broken stream later.
+async fn get_archive(e: &DockerEngine, path: &str) -> std::result::Result<ByteStream, bollard::errors::Error> {
     let opts = DownloadFromContainerOptionsBuilder::default().path(path).build();
-    e.docker
-        .download_from_container(&e.container, Some(opts))
-        .try_fold(Vec::new(), |mut acc, chunk| async move {
-            acc.extend_from_slice(&chunk);
-            Ok(acc)
-        })
-        .await
+    let mut chunks = e.docker.download_from_container(&e.container, Some(opts));
+    let first = match chunks.next().await {
+        None => Bytes::new(),
+        Some(first) => first?,
+    };
+    let sandbox = e.id.clone();
+    let rest: BoxStream<'static, std::io::Result<Bytes>> = futures_util::stream::once(async move { Ok(first) })
+        .chain(chunks.map_err(move |err| Error::engine(&sandbox, "downloading files", describe(&err)).into_io()))
+        .boxed();
+    Ok(Box::pin(StreamReader::new(rest)))
 }
 
-/// A tar of the directory at `path` with entries relative to it.
-pub(super) async fn download(e: &DockerEngine, path: &SandboxPath) -> Result<Vec<u8>> {
+/// A tar of the directory at `path` with entries relative to it, as a stream.
+pub(super) async fn download(e: &DockerEngine, path: &SandboxPath) -> Result<ByteStream> {
     let spec = format!("{}/.", path.as_str().trim_end_matches('/'));
     get_archive(e, &spec).await.map_err(|err| match status(&err) {
         Some(404) => Error::not_found(&e.id, "directory", path.to_string()),
@@ -56,38 +80,37 @@ pub(super) async fn download(e: &DockerEngine, path: &SandboxPath) -> Result<Vec
     })
 }
 
-/// The bytes of a regular file, following symlinks inside the sandbox.
-pub(super) async fn read_file(e: &DockerEngine, path: &SandboxPath) -> Result<Vec<u8>> {
+/// A regular file, following symlinks inside the sandbox, as a stream of its bytes. Its size is
+/// checked against `limit` from a HEAD request before anything is downloaded, and again from the
+/// archive's header (the file may have grown in between).
+pub(super) async fn read_file(e: &DockerEngine, path: &SandboxPath, limit: u64) -> Result<FileReader> {
     let mut current = path.clone();
     for _ in 0..MAX_SYMLINKS {
         // A directory would arrive as a tar of everything below it: refuse it from one HEAD request.
-        if stat(e, &current).await? == Some(EntryKind::Dir) {
-            return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", e.id)));
+        match stat_sized(e, &current).await? {
+            Some((EntryKind::Dir, _)) => {
+                return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", e.id)))
+            }
+            Some((EntryKind::File, size)) => check_file_size(&e.id, path, size, limit)?,
+            _ => {}
         }
-        let tar = get_archive(e, current.as_str()).await.map_err(|err| match status(&err) {
+        let mut tar = get_archive(e, current.as_str()).await.map_err(|err| match status(&err) {
             Some(404) => Error::not_found(&e.id, "file", path.to_string()),
             _ => e.err("reading a file", err),
         })?;
-        let mut ar = tar::Archive::new(&tar[..]);
-        let mut entries = ar.entries().map_err(|err| Error::io("reading the file archive", err))?;
-        let Some(entry) = entries.next() else {
-            return Err(Error::not_found(&e.id, "file", path.to_string()));
-        };
-        let mut entry = entry.map_err(|err| Error::io("reading the file archive", err))?;
-        let kind = entry.header().entry_type();
-        if kind.is_file() {
-            let mut buf = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut buf).map_err(|err| Error::io("reading the file archive", err))?;
-            return Ok(buf);
+        let entry = first_entry(&mut tar)
+            .await
+            .map_err(|err| Error::from_stream("reading the file archive", err))?
+            .ok_or_else(|| Error::not_found(&e.id, "file", path.to_string()))?;
+        if entry.kind.is_file() {
+            check_file_size(&e.id, path, entry.size, limit)?;
+            return Ok(FileReader::new(entry.size, Box::pin(tar.take(entry.size))));
         }
-        if kind.is_dir() {
+        if entry.kind.is_dir() {
             return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", e.id)));
         }
-        if kind.is_symlink() {
-            let target = entry
-                .link_name()
-                .map_err(|err| Error::io("reading the file archive", err))?
-                .ok_or_else(|| e.err_msg("reading a symlink", "link without a target"))?;
+        if entry.kind.is_symlink() {
+            let target = entry.link.ok_or_else(|| e.err_msg("reading a symlink", "link without a target"))?;
             let base = current.parent().unwrap_or_else(SandboxPath::root);
             current = SandboxPath::resolve(&base, &target.to_string_lossy())?;
             continue;
@@ -99,9 +122,14 @@ pub(super) async fn read_file(e: &DockerEngine, path: &SandboxPath) -> Result<Ve
 
 /// What is at `path`, from one HEAD request.
 pub(super) async fn stat(e: &DockerEngine, path: &SandboxPath) -> Result<Option<EntryKind>> {
+    Ok(stat_sized(e, path).await?.map(|(kind, _)| kind))
+}
+
+/// What is at `path` and its size, from one HEAD request (a final symlink is not followed).
+async fn stat_sized(e: &DockerEngine, path: &SandboxPath) -> Result<Option<(EntryKind, u64)>> {
     let opts = ContainerArchiveInfoOptionsBuilder::default().path(path.as_str()).build();
     match e.docker.get_container_archive_info(&e.container, Some(opts)).await {
-        Ok(s) => Ok(Some(go_file_mode_kind(s.file_mode))),
+        Ok(s) => Ok(Some((go_file_mode_kind(s.file_mode), s.size.max(0) as u64))),
         Err(err) if status(&err) == Some(404) => Ok(None),
         Err(err) => Err(e.err("checking a path", err)),
     }
@@ -123,8 +151,21 @@ fn go_file_mode_kind(mode: u32) -> EntryKind {
     }
 }
 
-/// Runs a short helper command (argv, no shell parsing of paths) and returns exit code and output.
+/// Most bytes of a helper's stderr kept for its error message.
+const HELPER_STDERR_MAX: usize = 64 * 1024;
+
+/// Runs a short helper command (argv, no shell parsing of paths) and returns exit code, stdout and
+/// stderr. Bounded both ways: past the sandbox's timeout it is `TIMEOUT`, and stdout over
+/// `HELPER_OUTPUT_MAX` is `TOO_LARGE` (a tool the sandbox replaced can sleep or print forever).
 async fn helper(e: &DockerEngine, op: &str, argv: Vec<String>) -> Result<(i64, String, String)> {
+    let timeout = e.spec.timeout;
+    match tokio::time::timeout(timeout, helper_unbounded(e, op, argv.clone())).await {
+        Ok(r) => r,
+        Err(_) => Err(helper_timeout(&e.id, &argv, timeout)),
+    }
+}
+
+async fn helper_unbounded(e: &DockerEngine, op: &str, argv: Vec<String>) -> Result<(i64, String, String)> {
     let config = ExecConfig {
         cmd: Some(argv),
         attach_stdout: Some(true),
@@ -140,8 +181,22 @@ async fn helper(e: &DockerEngine, op: &str, argv: Vec<String>) -> Result<(i64, S
     {
         while let Some(frame) = output.next().await {
             match frame.map_err(|err| e.err(op, err))? {
-                bollard::container::LogOutput::StdOut { message } => out.extend_from_slice(&message),
-                bollard::container::LogOutput::StdErr { message } => err_out.extend_from_slice(&message),
+                bollard::container::LogOutput::StdOut { message } => {
+                    if out.len() + message.len() > HELPER_OUTPUT_MAX {
+                        return Err(Error::too_large(
+                            &e.id,
+                            format!("the output of {op}"),
+                            None,
+                            HELPER_OUTPUT_MAX as u64,
+                            "the helper printed more than any listing needs (was a tool in the image replaced?)",
+                        ));
+                    }
+                    out.extend_from_slice(&message);
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    let room = HELPER_STDERR_MAX.saturating_sub(err_out.len());
+                    err_out.extend_from_slice(&message[..message.len().min(room)]);
+                }
                 _ => {}
             }
         }
@@ -170,6 +225,7 @@ pub(super) async fn list_dir(e: &DockerEngine, path: &SandboxPath) -> Result<Vec
         return Err(e.err_msg("listing a directory", format!("listing {path} exited {code}: {}", err.trim())));
     }
     let mut entries = parse_stat_lines(&out);
+    check_list_len(&e.id, path, entries.len())?;
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)
 }

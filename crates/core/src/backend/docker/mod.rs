@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::exec::RunningExec;
 use crate::owner::{host_id, LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX};
 use crate::paths::SandboxPath;
+use crate::stream::{ByteStream, FileReader};
 
 mod exec;
 mod files;
@@ -103,6 +104,8 @@ struct Spec {
     /// The sandbox's env, also the container's: a daemon that restarts reads the values back from
     /// the engine instead of keeping secrets in its own files.
     env: BTreeMap<String, String>,
+    /// The sandbox's exec timeout, which also bounds helper commands (`rm`, listings).
+    timeout: Duration,
 }
 
 impl Spec {
@@ -120,6 +123,7 @@ impl Spec {
             ports: cfg.ports.clone(),
             owner: cfg.owner.clone(),
             env: cfg.env.clone(),
+            timeout: cfg.timeout,
         }
     }
 }
@@ -386,16 +390,16 @@ impl Engine for DockerEngine {
         Ok(Box::new(run))
     }
 
-    async fn upload_tar(&self, tar: Vec<u8>) -> Result<()> {
+    async fn upload_tar(&self, tar: ByteStream) -> Result<()> {
         files::upload(self, tar).await
     }
 
-    async fn download_tar(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+    async fn download_tar(&self, path: &SandboxPath) -> Result<ByteStream> {
         files::download(self, path).await
     }
 
-    async fn read_file(&self, path: &SandboxPath) -> Result<Vec<u8>> {
-        files::read_file(self, path).await
+    async fn read_file(&self, path: &SandboxPath, limit: u64) -> Result<FileReader> {
+        files::read_file(self, path, limit).await
     }
 
     async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>> {

@@ -5,19 +5,24 @@
 //! path, `..` or symlink (even one a command planted) can read or write outside it; such a path is
 //! `INVALID_PATH`.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use cap_std::fs::{Dir, OpenOptions, PermissionsExt};
+use tokio::io::AsyncReadExt;
 
-use super::{BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation, PortMapping};
+use super::{
+    check_file_size, check_list_len, BackendKind, DirEntry, Engine, EntryKind, ExecSpec, Isolation, PortMapping,
+};
 use crate::config::ResolvedConfig;
 use crate::error::{Error, Result};
 use crate::exec::RunningExec;
 use crate::paths::SandboxPath;
+use crate::stream::{self, ByteStream, ExactLen, FileReader};
 
+mod copy;
 mod exec;
 
 /// The host directory that holds every local sandbox: `$DAGGER_SANDBOX_LOCAL_DIR`, else
@@ -185,7 +190,7 @@ impl LocalFs {
     }
 
     /// Writes one archive entry, replacing a file or link already there (as tar extraction does).
-    fn write_entry(&self, entry: &mut tar::Entry<'_, &[u8]>) -> Result<()> {
+    fn write_entry<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let raw = entry.path().map_err(|e| Error::io("reading the upload", e))?.to_string_lossy().into_owned();
         let path = SandboxPath::resolve(&SandboxPath::root(), &raw)?;
         let rel = Self::rel(&path);
@@ -224,15 +229,18 @@ impl LocalFs {
         let mut opts = OpenOptions::new();
         opts.write(true).create(true).truncate(true);
         let mut f = self.root.open_with(rel, &opts).map_err(|e| self.map_err(e, "writing", &path))?;
-        io::copy(entry, &mut f).map_err(|e| self.map_err(e, "writing", &path))?;
+        io::copy(entry, &mut f).map_err(|e| match e.get_ref().is_some_and(|i| i.is::<Error>()) {
+            true => Error::from_stream("writing", e),
+            false => self.map_err(e, "writing", &path),
+        })?;
         f.set_permissions(cap_std::fs::Permissions::from_mode(mode))
             .map_err(|e| self.map_err(e, "setting the mode of", &path))?;
         Ok(())
     }
 
-    /// Reads a regular file (links followed inside the sandbox). Anything else is refused before it
-    /// is opened: opening a FIFO would block until a writer appears.
-    fn read_regular(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+    /// Opens a regular file (links followed inside the sandbox) of at most `limit` bytes. Anything
+    /// else is refused before it is read: reading a FIFO would block until a writer appears.
+    fn open_regular(&self, path: &SandboxPath, limit: u64) -> Result<(std::fs::File, u64)> {
         let rel = Self::rel(path);
         // Open first (non-blocking, so a FIFO cannot block the open), then check what was opened:
         // a check before the open could be answered by a file that a command swaps for a FIFO
@@ -240,7 +248,7 @@ impl LocalFs {
         let mut opts = cap_std::fs::OpenOptions::new();
         opts.read(true);
         cap_std::fs::OpenOptionsExt::custom_flags(&mut opts, nix::libc::O_NONBLOCK);
-        let mut f = self.root.open_with(rel, &opts).map_err(|e| self.map_err(e, "reading", path))?;
+        let f = self.root.open_with(rel, &opts).map_err(|e| self.map_err(e, "reading", path))?;
         let meta = f.metadata().map_err(|e| self.map_err(e, "reading", path))?;
         if meta.is_dir() {
             return Err(Error::InvalidArgument(format!("sandbox {}: {path} is a directory, not a file", self.id)));
@@ -248,13 +256,12 @@ impl LocalFs {
         if !meta.is_file() {
             return Err(Error::InvalidArgument(format!("sandbox {}: {path} is not a regular file", self.id)));
         }
-        let mut data = Vec::with_capacity(capacity_for(meta.len()));
-        f.read_to_end(&mut data).map_err(|e| self.map_err(e, "reading", path))?;
-        Ok(data)
+        check_file_size(&self.id, path, meta.len(), limit)?;
+        Ok((f.into_std(), meta.len()))
     }
 
     /// Appends the tree under `dir` (relative name `prefix`) to `w`, links kept as links.
-    fn pack(&self, dir: &Dir, prefix: &str, tar: &mut tar::Builder<Vec<u8>>, at: &SandboxPath) -> Result<()> {
+    fn pack<W: Write>(&self, dir: &Dir, prefix: &str, tar: &mut tar::Builder<W>, at: &SandboxPath) -> Result<()> {
         let mut entries: Vec<_> = dir
             .entries()
             .map_err(|e| self.map_err(e, "listing", at))?
@@ -281,33 +288,32 @@ impl LocalFs {
                 h.set_size(0);
                 tar.append_link(&mut h, &rel, target).map_err(|e| Error::io("packing", e))?;
             } else if ft.is_file() {
-                let mut f = dir.open(&name).map_err(|e| self.map_err(e, "reading", &here))?;
+                let f = dir.open(&name).map_err(|e| self.map_err(e, "reading", &here))?;
                 let meta = f.metadata().map_err(|e| self.map_err(e, "reading", &here))?;
-                let mut data = Vec::with_capacity(capacity_for(meta.len()));
-                f.read_to_end(&mut data).map_err(|e| self.map_err(e, "reading", &here))?;
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(meta.permissions().mode() & 0o7777);
-                h.set_size(data.len() as u64);
-                tar.append_data(&mut h, &rel, &data[..]).map_err(|e| Error::io("packing", e))?;
+                h.set_size(meta.len());
+                // Streamed: the entry's bytes go out as they are read.
+                tar.append_data(&mut h, &rel, ExactLen::new(f, meta.len())).map_err(|e| Error::io("packing", e))?;
             }
         }
         Ok(())
     }
 
-    fn upload_blocking(&self, tar_bytes: &[u8]) -> Result<()> {
-        let mut ar = tar::Archive::new(tar_bytes);
-        for entry in ar.entries().map_err(|e| Error::io("reading the upload", e))? {
-            let mut entry = entry.map_err(|e| Error::io("reading the upload", e))?;
+    fn upload_blocking(&self, tar: impl Read) -> Result<()> {
+        let mut ar = tar::Archive::new(tar);
+        for entry in ar.entries().map_err(|e| Error::from_stream("reading the upload", e))? {
+            let mut entry = entry.map_err(|e| Error::from_stream("reading the upload", e))?;
             self.write_entry(&mut entry)?;
         }
         Ok(())
     }
 
-    fn download_blocking(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+    fn download_blocking(&self, path: &SandboxPath, out: impl Write) -> Result<()> {
         let dir = self.root.open_dir(Self::rel(path)).map_err(|e| self.map_err(e, "opening", path))?;
-        let mut tar = tar::Builder::new(Vec::new());
+        let mut tar = tar::Builder::new(out);
         self.pack(&dir, "./", &mut tar, path)?;
-        tar.into_inner().map_err(|e| Error::io("packing", e))
+        tar.into_inner().map(drop).map_err(|e| Error::io("packing", e))
     }
 }
 
@@ -343,18 +349,24 @@ impl Engine for LocalEngine {
         Ok(Box::new(run))
     }
 
-    async fn upload_tar(&self, tar: Vec<u8>) -> Result<()> {
-        self.blocking(move |fs| fs.upload_blocking(&tar)).await
+    async fn upload_tar(&self, tar: ByteStream) -> Result<()> {
+        let fs = self.fs.clone();
+        stream::consume(tar, "local file work", move |r| fs.upload_blocking(r)).await
     }
 
-    async fn download_tar(&self, path: &SandboxPath) -> Result<Vec<u8>> {
-        let path = path.clone();
-        self.blocking(move |fs| fs.download_blocking(&path)).await
+    async fn download_tar(&self, path: &SandboxPath) -> Result<ByteStream> {
+        // Opened here, so a missing directory is an error of this call, not of the stream.
+        let p = path.clone();
+        self.blocking(move |fs| fs.root.open_dir(LocalFs::rel(&p)).map(drop).map_err(|e| fs.map_err(e, "opening", &p)))
+            .await?;
+        let (fs, path) = (self.fs.clone(), path.clone());
+        Ok(stream::produce(move |out| fs.download_blocking(&path, out)))
     }
 
-    async fn read_file(&self, path: &SandboxPath) -> Result<Vec<u8>> {
+    async fn read_file(&self, path: &SandboxPath, limit: u64) -> Result<FileReader> {
         let path = path.clone();
-        self.blocking(move |fs| fs.read_regular(&path)).await
+        let (file, size) = self.blocking(move |fs| fs.open_regular(&path, limit)).await?;
+        Ok(FileReader::new(size, Box::pin(tokio::fs::File::from_std(file).take(size))))
     }
 
     async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>> {
@@ -386,6 +398,7 @@ impl Engine for LocalEngine {
                 let ft = entry.file_type().map_err(|e| fs.map_err(e, "listing", &path))?;
                 let size = if ft.is_dir() { 0 } else { entry.metadata().map(|m| m.len()).unwrap_or(0) };
                 out.push(DirEntry { name: entry.file_name().to_string_lossy().into_owned(), kind: kind_of(ft), size });
+                check_list_len(&fs.id, &path, out.len())?;
             }
             out.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(out)
@@ -397,12 +410,11 @@ impl Engine for LocalEngine {
         let new_id = new_id.to_string();
         let child = self
             .blocking(move |fs| {
-                // Copy out first: a failure then leaves nothing behind.
-                let tar = fs.download_blocking(&SandboxPath::root())?;
+                // Through the filesystem, file to file: nothing of the tree is held in memory.
                 let child = LocalFs::make(&new_id, &fs.owner)?;
-                if let Err(e) = child.upload_blocking(&tar) {
+                if let Err(e) = copy::copy_tree(&fs.root, &child.root) {
                     let _ = std::fs::remove_dir_all(&child.home);
-                    return Err(e);
+                    return Err(fs.map_err(e, "copying for a fork", &SandboxPath::root()));
                 }
                 Ok(child)
             })
@@ -425,11 +437,6 @@ impl Engine for LocalEngine {
         })
         .await
     }
-}
-
-/// A buffer size for a file of `len` bytes, not trusting `len` (a sparse file can claim terabytes).
-fn capacity_for(len: u64) -> usize {
-    len.min(16 * 1024 * 1024) as usize
 }
 
 fn kind_of(ft: cap_std::fs::FileType) -> EntryKind {

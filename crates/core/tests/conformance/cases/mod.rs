@@ -11,6 +11,7 @@ mod exec;
 mod files;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod service;
 
 use escape::*;
@@ -18,6 +19,7 @@ use exec::*;
 use files::*;
 use isolation::*;
 use lifecycle::*;
+use limits::*;
 use service::*;
 
 type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -90,6 +92,8 @@ cases! {
     All one_exec_runs_once_so_its_output_and_files_agree,
     All relative_restrictions_and_protected_directories_hold,
     All a_dropped_call_kills_its_command,
+    All a_huge_file_is_too_large_to_read_into_memory_and_streams_instead,
+    All export_streams_a_big_file_to_disk,
     Dagger secret_values_are_scrubbed_from_output,
     Live serve_forwards_a_port_streams_output_and_stops,
     Live serve_reports_a_service_that_dies_or_never_listens,
@@ -97,8 +101,11 @@ cases! {
     Docker network_is_off_by_default,
     Docker memory_and_pids_limits_are_applied,
     Docker a_command_that_escapes_its_group_and_env_dies_at_its_timeout,
+    Docker a_hostile_rm_cannot_hang_delete_file,
+    Docker a_hostile_stat_cannot_grow_a_listing_without_bound,
     Node node_project_runs_its_tests,
     Local symlinks_and_dot_dot_never_reach_outside_the_sandbox,
     Local close_stops_processes_a_command_left_running,
     Local a_file_swapped_for_a_fifo_never_hangs_a_read,
+    Local fork_copies_a_huge_sparse_file_through_the_filesystem,
 }
