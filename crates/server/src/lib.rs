@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod guard;
 pub mod logs;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod reaper;
@@ -207,7 +208,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let app_state = api::AppState { sessions: sessions.clone(), shutdown: shutdown.clone() };
-    let app = api::router(app_state, Arc::from(token.as_str()));
+    let mcp = mcp::service(&sessions, shutdown.clone()).context("configuring the MCP server at /mcp")?;
+    let app = api::router(app_state, Arc::from(token.as_str()), mcp);
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
