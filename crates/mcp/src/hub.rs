@@ -59,8 +59,9 @@ pub struct McpOptions {
     pub backend: BackendChoice,
     /// Host directories import, export and validate may touch besides the client's roots.
     pub roots: Roots,
-    /// The owner label of sandboxes made outside the daemon (for `docker ps --filter label=...`).
-    pub owner: String,
+    /// The owner label of the sandboxes (the daemon's own); `None`: this process (`pid@boot-id`),
+    /// so `cleanup_orphans` removes what a killed server left behind and nothing of a live one.
+    pub owner: Option<String>,
 }
 
 /// Environment variable with the default image (`--image`).
@@ -95,7 +96,7 @@ impl Default for McpOptions {
             image: dagger_sandbox::DEFAULT_IMAGE.to_string(),
             backend: BackendChoice::Auto,
             roots: Roots::default(),
-            owner: format!("mcp:{}", std::process::id()),
+            owner: None,
         }
     }
 }
@@ -138,6 +139,13 @@ pub struct JobEnd {
     pub error: Option<ToolError>,
 }
 
+/// The scope of what stateless (2026-07-28) HTTP requests make: they have no connection, so any
+/// request with the token may use it, and each sandbox closes after [`SHARED_TTL`].
+pub const SHARED_SCOPE: u64 = 0;
+/// How long a sandbox made by a stateless request lives (closed then; a daemon restart removes
+/// any left as orphans).
+pub const SHARED_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The shared state of one MCP server.
 pub struct Hub {
     /// Its settings.
@@ -171,30 +179,55 @@ impl Hub {
         Arc::new(Scope { id, hub: self.clone(), closed: AtomicBool::new(false) })
     }
 
-    /// Registers a sandbox `scope` made, with its service, and returns it.
-    pub fn hold(&self, scope: &Scope, sandbox: Sandbox, service: Option<Service>, logs: Arc<LogRing>) -> Arc<Held> {
-        let held = Arc::new(Held { sandbox, scope: scope.id, service: Mutex::new(service), logs });
-        lock(&self.held).insert(held.sandbox.id().to_string(), held.clone());
+    /// Registers a sandbox made by `scope` (or by a stateless request: [`SHARED_SCOPE`], closed
+    /// after [`SHARED_TTL`]), with its service, and returns it.
+    pub fn hold(
+        self: &Arc<Self>,
+        scope: u64,
+        sandbox: Sandbox,
+        service: Option<Service>,
+        logs: Arc<LogRing>,
+    ) -> Arc<Held> {
+        let held = Arc::new(Held { sandbox, scope, service: Mutex::new(service), logs });
+        let id = held.sandbox.id().to_string();
+        lock(&self.held).insert(id.clone(), held.clone());
+        if scope == SHARED_SCOPE {
+            let hub = Arc::downgrade(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(SHARED_TTL).await;
+                if let Some(hub) = hub.upgrade() {
+                    let _ = hub.close(SHARED_SCOPE, &id).await;
+                }
+            });
+        }
         held
     }
 
-    /// The sandbox `id` as `scope` may use it: its own, or one the daemon keeps.
-    pub fn sandbox(&self, scope: &Scope, id: &str) -> Result<Sandbox, ToolError> {
-        if let Some(h) = lock(&self.held).get(id).filter(|h| h.scope == scope.id) {
+    /// Whether `scope` may use what `owner` made: its own, and what stateless requests made.
+    fn reaches(scope: u64, owner: u64) -> bool {
+        owner == scope || owner == SHARED_SCOPE
+    }
+
+    /// The sandbox `id` as `scope` may use it: its own, a stateless request's, or one the daemon keeps.
+    pub fn sandbox(&self, scope: u64, id: &str) -> Result<Sandbox, ToolError> {
+        if let Some(h) = self.held(scope, id) {
             return Ok(h.sandbox.clone());
         }
         self.keeper.as_ref().and_then(|k| k.get(id)).ok_or_else(|| ToolError::no_sandbox(id))
     }
 
-    /// The sandbox `id` if `scope` holds it (not kept by the daemon).
-    pub fn held(&self, scope: &Scope, id: &str) -> Option<Arc<Held>> {
-        lock(&self.held).get(id).filter(|h| h.scope == scope.id).cloned()
+    /// The sandbox `id` if the hub holds it for `scope` (not kept by the daemon).
+    pub fn held(&self, scope: u64, id: &str) -> Option<Arc<Held>> {
+        lock(&self.held).get(id).filter(|h| Self::reaches(scope, h.scope)).cloned()
     }
 
-    /// The sandboxes `scope` holds, and whether the daemon keeps more.
-    pub fn list(&self, scope: &Scope) -> Vec<(Sandbox, bool)> {
-        let mut out: Vec<(Sandbox, bool)> =
-            lock(&self.held).values().filter(|h| h.scope == scope.id).map(|h| (h.sandbox.clone(), false)).collect();
+    /// The sandboxes `scope` may use (`true`: kept by the daemon).
+    pub fn list(&self, scope: u64) -> Vec<(Sandbox, bool)> {
+        let mut out: Vec<(Sandbox, bool)> = lock(&self.held)
+            .values()
+            .filter(|h| Self::reaches(scope, h.scope))
+            .map(|h| (h.sandbox.clone(), false))
+            .collect();
         if let Some(k) = &self.keeper {
             out.extend(k.list().into_iter().map(|s| (s, true)));
         }
@@ -203,11 +236,11 @@ impl Hub {
     }
 
     /// Closes a sandbox `scope` may use: stops its background commands and service, removes it.
-    pub async fn close(&self, scope: &Scope, id: &str) -> Result<(), ToolError> {
+    pub async fn close(&self, scope: u64, id: &str) -> Result<(), ToolError> {
         let held = {
             let mut map = lock(&self.held);
             match map.get(id) {
-                Some(h) if h.scope == scope.id => map.remove(id),
+                Some(h) if Self::reaches(scope, h.scope) => map.remove(id),
                 _ => None,
             }
         };
@@ -225,7 +258,7 @@ impl Hub {
     /// log, and it stops when its sandbox or connection closes.
     pub fn spawn_job(
         self: &Arc<Self>,
-        scope: &Scope,
+        scope: u64,
         sandbox: Sandbox,
         command: String,
         opts: dagger_sandbox::ExecOptions,
@@ -239,7 +272,7 @@ impl Hub {
             end: Mutex::new(None),
             cancel: cancel.clone(),
             started: Instant::now(),
-            scope: scope.id,
+            scope,
         });
         lock(&self.jobs).insert(handle.clone(), job.clone());
         let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
@@ -267,8 +300,8 @@ impl Hub {
     }
 
     /// A background command `scope` started.
-    pub fn job(&self, scope: &Scope, handle: &str) -> Result<Arc<Job>, ToolError> {
-        lock(&self.jobs).get(handle).filter(|j| j.scope == scope.id).cloned().ok_or_else(|| {
+    pub fn job(&self, scope: u64, handle: &str) -> Result<Arc<Job>, ToolError> {
+        lock(&self.jobs).get(handle).filter(|j| Self::reaches(scope, j.scope)).cloned().ok_or_else(|| {
             ToolError::new("NOT_FOUND", format!("no background command {handle:?} on this connection"))
         })
     }
@@ -305,6 +338,11 @@ impl Scope {
     /// The hub.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// Its id in the hub.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Closes everything this connection made (sandboxes, background commands); idempotent.

@@ -77,9 +77,19 @@ impl McpServer {
         }
     }
 
+    /// The scope what this request makes belongs to: the connection's, or the shared one of
+    /// stateless requests.
+    pub(crate) fn owner(&self, ctx: &RequestContext<RoleServer>) -> u64 {
+        if self.stateless(ctx) {
+            crate::hub::SHARED_SCOPE
+        } else {
+            self.scope.id()
+        }
+    }
+
     /// The sandbox `id` for this connection.
     pub(crate) fn sandbox(&self, id: &str) -> Result<dagger_sandbox::Sandbox, ToolError> {
-        self.hub.sandbox(&self.scope, id)
+        self.hub.sandbox(self.scope.id(), id)
     }
 }
 

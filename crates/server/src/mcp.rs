@@ -73,7 +73,7 @@ pub fn service(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<dagger_sandbox_mcp::HttpService, ToolError> {
     let mut options = McpOptions::from_env()?;
-    options.owner = sessions.owner().to_string();
+    options.owner = Some(sessions.owner().to_string());
     let keeper: Arc<dyn Keeper> = Arc::new(SessionKeeper(sessions.clone()));
     Ok(dagger_sandbox_mcp::http_service(options, Some(keeper), shutdown))
 }

@@ -131,7 +131,7 @@ impl McpServer {
         let sb = self.sandbox(&args.sandbox)?;
         let opts = exec_options(&args)?;
         if args.background {
-            let handle = self.hub.spawn_job(&self.scope, sb, args.command.clone(), opts);
+            let handle = self.hub.spawn_job(self.owner(&ctx), sb, args.command.clone(), opts);
             return Ok(Out {
                 text: format!("started in the background as {handle}; read its output with service_logs"),
                 value: ExecOut {
@@ -195,7 +195,7 @@ impl McpServer {
             lines_kept: LOG_LINES_KEPT,
         };
         if let Some(handle) = &args.handle {
-            let job = self.hub.job(&self.scope, handle)?;
+            let job = self.hub.job(self.scope.id(), handle)?;
             if job.sandbox != args.sandbox {
                 return Err(ToolError::new("NOT_FOUND", format!("{handle} runs in sandbox {}", job.sandbox)));
             }
@@ -206,7 +206,7 @@ impl McpServer {
                 value.exit_code = Some(end.exit_code);
                 value.error = end.error.map(|e| e.to_string());
             }
-        } else if let Some(held) = self.hub.held(&self.scope, &args.sandbox) {
+        } else if let Some(held) = self.hub.held(self.scope.id(), &args.sandbox) {
             (value.lines, value.next) = held.logs.read(since, tail);
         } else if let Some(read) = self.hub.keeper.as_ref().and_then(|k| k.logs(&args.sandbox, since, tail)) {
             (value.lines, value.next) = read;

@@ -209,10 +209,10 @@ impl McpServer {
         let dir = self.roots(&ctx).await.check_existing(&args.path)?;
         let plan = Plan::for_project(&dir, args.install.as_deref(), args.test.as_deref())?;
         let o = &self.hub.options;
-        let config = SandboxConfig::new()
-            .backend(o.backend)
-            .owner(o.owner.clone())
-            .image(args.image.unwrap_or_else(|| o.image.clone()));
+        let mut config = SandboxConfig::new().backend(o.backend).image(args.image.unwrap_or_else(|| o.image.clone()));
+        if let Some(owner) = &o.owner {
+            config = config.owner(owner.clone());
+        }
         let mut opts = ValidateOptions { cancel: ctx.ct.child_token(), ..ValidateOptions::default() };
         if let Some(s) = args.step_timeout_seconds {
             if s == 0 || s > 24 * 3600 {

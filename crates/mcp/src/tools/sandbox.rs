@@ -132,7 +132,10 @@ pub struct CloseOut {
 impl McpServer {
     fn config(&self, args: &CreateArgs) -> Result<SandboxConfig, ToolError> {
         let o = &self.hub.options;
-        let mut cfg = SandboxConfig::new().backend(o.backend).owner(o.owner.clone());
+        let mut cfg = SandboxConfig::new().backend(o.backend);
+        if let Some(owner) = &o.owner {
+            cfg = cfg.owner(owner.clone());
+        }
         cfg = match (&args.image, &args.template) {
             (Some(_), Some(_)) => return Err(ToolError::invalid("give an image or a template, not both")),
             (Some(image), None) => cfg.image(image.clone()),
@@ -176,7 +179,7 @@ impl McpServer {
             }
         };
         let view = SandboxView::of(&sb, false);
-        self.hub.hold(&self.scope, sb, service, logs);
+        self.hub.hold(self.scope.id(), sb, service, logs);
         Ok(view)
     }
 }
@@ -246,7 +249,7 @@ impl McpServer {
     #[tool(output_schema = schema_for_output::<ListOut>())]
     async fn sandbox_list(&self) -> ToolResult<ListOut> {
         let sandboxes: Vec<SandboxView> =
-            self.hub.list(&self.scope).iter().map(|(sb, kept)| SandboxView::of(sb, *kept)).collect();
+            self.hub.list(self.scope.id()).iter().map(|(sb, kept)| SandboxView::of(sb, *kept)).collect();
         let text = if sandboxes.is_empty() {
             "no sandboxes".to_string()
         } else {
@@ -258,18 +261,26 @@ impl McpServer {
     /// Closes a sandbox: stops its commands and service and removes it with its files.
     #[tool(output_schema = schema_for_output::<CloseOut>())]
     async fn sandbox_close(&self, Parameters(args): Parameters<SandboxArg>) -> ToolResult<CloseOut> {
-        self.hub.close(&self.scope, &args.sandbox).await?;
+        self.hub.close(self.scope.id(), &args.sandbox).await?;
         Ok(Out { text: format!("closed sandbox {}", args.sandbox), value: CloseOut { id: args.sandbox, closed: true } })
     }
 
     /// Forks a sandbox: a new sandbox with a copy of its files and settings (the original is
     /// untouched). The fork belongs to this connection.
     #[tool(output_schema = schema_for_output::<SandboxView>())]
-    async fn sandbox_fork(&self, Parameters(args): Parameters<SandboxArg>) -> ToolResult<SandboxView> {
+    async fn sandbox_fork(
+        &self,
+        Parameters(args): Parameters<SandboxArg>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<SandboxView> {
         let sb = self.sandbox(&args.sandbox)?;
         let fork = sb.fork().await?;
-        let view = SandboxView::of(&fork, false);
-        self.hub.hold(&self.scope, fork, None, Arc::new(LogRing::default()));
+        let owner = self.owner(&ctx);
+        let mut view = SandboxView::of(&fork, false);
+        if owner == crate::hub::SHARED_SCOPE {
+            view.lifetime = "ttl".into();
+        }
+        self.hub.hold(owner, fork, None, Arc::new(LogRing::default()));
         Ok(Out { text: format!("{} from {}", view.text("forked"), args.sandbox), value: view })
     }
 }
