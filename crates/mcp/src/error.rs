@@ -32,10 +32,7 @@ impl ToolError {
 
     /// `NOT_FOUND` for a sandbox id this connection cannot reach.
     pub fn no_sandbox(id: &str) -> Self {
-        Self::new(
-            "NOT_FOUND",
-            format!("no sandbox {id:?} on this connection; sandbox_list shows the ones you can use"),
-        )
+        Self::new("NOT_FOUND", format!("no sandbox {id:?} on this connection; sandbox_list shows the ones you can use"))
     }
 
     /// The result an MCP client sees: `isError: true`, the code and message as structured content

@@ -80,10 +80,12 @@ impl McpOptions {
             o.image = image;
         }
         if let Some(b) = std::env::var(ENV_BACKEND).ok().filter(|s| !s.is_empty()) {
-            o.backend = b.parse().map_err(|e: dagger_sandbox::Error| ToolError::invalid(format!("{ENV_BACKEND}: {e}")))?;
+            o.backend =
+                b.parse().map_err(|e: dagger_sandbox::Error| ToolError::invalid(format!("{ENV_BACKEND}: {e}")))?;
         }
         if let Some(roots) = std::env::var_os(ENV_ROOTS) {
-            let dirs: Vec<std::path::PathBuf> = std::env::split_paths(&roots).filter(|p| !p.as_os_str().is_empty()).collect();
+            let dirs: Vec<std::path::PathBuf> =
+                std::env::split_paths(&roots).filter(|p| !p.as_os_str().is_empty()).collect();
             o.roots = Roots::from_dirs(&dirs).map_err(|e| ToolError::invalid(format!("{ENV_ROOTS}: {e}")))?;
         }
         Ok(o)
@@ -301,9 +303,11 @@ impl Hub {
 
     /// A background command `scope` started.
     pub fn job(&self, scope: u64, handle: &str) -> Result<Arc<Job>, ToolError> {
-        lock(&self.jobs).get(handle).filter(|j| Self::reaches(scope, j.scope)).cloned().ok_or_else(|| {
-            ToolError::new("NOT_FOUND", format!("no background command {handle:?} on this connection"))
-        })
+        lock(&self.jobs)
+            .get(handle)
+            .filter(|j| Self::reaches(scope, j.scope))
+            .cloned()
+            .ok_or_else(|| ToolError::new("NOT_FOUND", format!("no background command {handle:?} on this connection")))
     }
 
     fn stop_jobs(&self, which: impl Fn(&Job) -> bool) {

@@ -32,7 +32,10 @@ impl Keeper for SessionKeeper {
             ..CreateRequest::default()
         };
         let s = self.0.create(req).await.map_err(tool_error)?;
-        self.0.live(&s.id).map(|l| l.sandbox.clone()).ok_or_else(|| ToolError::new("SESSION_ENDED", format!("session {} ended at once", s.id)))
+        self.0
+            .live(&s.id)
+            .map(|l| l.sandbox.clone())
+            .ok_or_else(|| ToolError::new("SESSION_ENDED", format!("session {} ended at once", s.id)))
     }
 
     fn get(&self, id: &str) -> Option<Sandbox> {
@@ -58,7 +61,11 @@ impl Keeper for SessionKeeper {
             .into_iter()
             .enumerate()
             .filter(|(i, _)| *i as u64 >= since)
-            .map(|(i, l)| LogLine { seq: i as u64, stream: l.stream.to_string(), text: l.text.trim_end_matches('\n').to_string() })
+            .map(|(i, l)| LogLine {
+                seq: i as u64,
+                stream: l.stream.to_string(),
+                text: l.text.trim_end_matches('\n').to_string(),
+            })
             .collect();
         let skip = lines.len().saturating_sub(tail);
         Some((lines.into_iter().skip(skip).collect(), next))

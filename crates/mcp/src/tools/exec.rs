@@ -186,14 +186,8 @@ impl McpServer {
         let tail = args.tail.unwrap_or(DEFAULT_TAIL).min(LOG_LINES_KEPT);
         let since = args.since.unwrap_or(0);
         self.sandbox(&args.sandbox)?;
-        let mut value = LogsOut {
-            lines: vec![],
-            next: 0,
-            running: None,
-            exit_code: None,
-            error: None,
-            lines_kept: LOG_LINES_KEPT,
-        };
+        let mut value =
+            LogsOut { lines: vec![], next: 0, running: None, exit_code: None, error: None, lines_kept: LOG_LINES_KEPT };
         if let Some(handle) = &args.handle {
             let job = self.hub.job(self.scope.id(), handle)?;
             if job.sandbox != args.sandbox {

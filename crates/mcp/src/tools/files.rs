@@ -259,7 +259,10 @@ impl McpServer {
             other => return Err(ToolError::invalid(format!("encoding must be utf8 or base64, got {other:?}"))),
         };
         if bytes.len() > MAX_WRITE_BYTES {
-            return Err(ToolError::invalid(format!("content has {} bytes; file_write takes at most {MAX_WRITE_BYTES} (use sandbox_import)", bytes.len())));
+            return Err(ToolError::invalid(format!(
+                "content has {} bytes; file_write takes at most {MAX_WRITE_BYTES} (use sandbox_import)",
+                bytes.len()
+            )));
         }
         let mode = args.mode.unwrap_or(dagger_sandbox::DEFAULT_FILE_MODE);
         if mode > 0o7777 {

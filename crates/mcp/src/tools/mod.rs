@@ -27,7 +27,9 @@ pub(crate) fn check_env(env: &BTreeMap<String, String>) -> Result<(), crate::Too
             && !k.starts_with(|c: char| c.is_ascii_digit())
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ok {
-            return Err(crate::ToolError::invalid(format!("environment variable name {k:?} must match [A-Za-z_][A-Za-z0-9_]*")));
+            return Err(crate::ToolError::invalid(format!(
+                "environment variable name {k:?} must match [A-Za-z_][A-Za-z0-9_]*"
+            )));
         }
     }
     Ok(())
@@ -62,8 +64,19 @@ mod tests {
         assert_eq!(
             names,
             [
-                "file_delete", "file_edit", "file_list", "file_read", "file_write", "sandbox_close", "sandbox_create",
-                "sandbox_exec", "sandbox_export", "sandbox_fork", "sandbox_import", "sandbox_list", "service_logs",
+                "file_delete",
+                "file_edit",
+                "file_list",
+                "file_read",
+                "file_write",
+                "sandbox_close",
+                "sandbox_create",
+                "sandbox_exec",
+                "sandbox_export",
+                "sandbox_fork",
+                "sandbox_import",
+                "sandbox_list",
+                "service_logs",
                 "validate_project"
             ]
         );

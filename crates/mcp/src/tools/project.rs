@@ -107,7 +107,8 @@ fn report_schema() -> Arc<JsonObject> {
 }
 
 fn report_text(r: &Report) -> String {
-    let mut t = format!("{} ({} backend, {} isolation)\n", if r.passed { "PASSED" } else { "FAILED" }, r.backend, r.isolation);
+    let mut t =
+        format!("{} ({} backend, {} isolation)\n", if r.passed { "PASSED" } else { "FAILED" }, r.backend, r.isolation);
     for s in &r.steps {
         t.push_str(&format!(
             "{}: `{}` exit {}{} in {} ms\n",
@@ -119,7 +120,10 @@ fn report_text(r: &Report) -> String {
         ));
     }
     if let Some(f) = r.failed_step() {
-        t.push_str(&format!("--- {} stdout (tail) ---\n{}\n--- {} stderr (tail) ---\n{}\n", f.name, f.stdout_tail, f.name, f.stderr_tail));
+        t.push_str(&format!(
+            "--- {} stdout (tail) ---\n{}\n--- {} stderr (tail) ---\n{}\n",
+            f.name, f.stdout_tail, f.name, f.stderr_tail
+        ));
     }
     t
 }
@@ -151,7 +155,8 @@ impl McpServer {
             }
             let name = host.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let dest = args.path.unwrap_or(name);
-            let bytes = tokio::fs::read(&host).await.map_err(|e| ToolError::invalid(format!("{}: {e}", host.display())))?;
+            let bytes =
+                tokio::fs::read(&host).await.map_err(|e| ToolError::invalid(format!("{}: {e}", host.display())))?;
             sb.write_file(&dest, &bytes).await?;
             (dest, "file")
         };
@@ -184,7 +189,9 @@ impl McpServer {
             }
             let bytes = sb.read_file(&args.path).await?;
             if let Some(parent) = host.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(|e| ToolError::invalid(format!("{}: {e}", parent.display())))?;
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| ToolError::invalid(format!("{}: {e}", parent.display())))?;
             }
             tokio::fs::write(&host, bytes).await.map_err(|e| ToolError::invalid(format!("{}: {e}", host.display())))?;
             "file"

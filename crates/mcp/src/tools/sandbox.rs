@@ -235,12 +235,10 @@ impl McpServer {
                 };
                 SandboxView::of(&keeper.create(spec).await?, true)
             }
-            (Some(_), None) => {
-                return Err(ToolError::invalid(
-                    "ttlSeconds keeps a sandbox after the connection ends, which needs the daemon (its /mcp endpoint); \
+            (Some(_), None) => return Err(ToolError::invalid(
+                "ttlSeconds keeps a sandbox after the connection ends, which needs the daemon (its /mcp endpoint); \
                      on stdio a sandbox closes with the connection, so leave ttlSeconds out",
-                ))
-            }
+            )),
         };
         Ok(Out { text: view.text("created"), value: view })
     }
