@@ -3,7 +3,8 @@
 # the local test images available (scripts/engine.sh), checks formatting and lints, then runs the
 # unit tests, the conformance suite against every backend (it prints a count per backend, and a
 # SKIPPED line for a backend that cannot run here), the integration tests (the stdio bridge binary
-# under hostile input among them), the Python client's tests against the real bridge, and the
+# under hostile input among them), the Python client's tests against the real bridge, the MCP server under the official
+# MCP Python SDK (scripts/mcp-test.sh), and the
 # Node package (scripts/node-test.sh: debug addon build, node:test suite, tsc --strict type test,
 # npm pack consumer check).
 #
@@ -21,6 +22,8 @@ cargo test --workspace --locked
 echo "== python package (clients/python)"
 bash scripts/python-test.sh
 bash scripts/go-test.sh  # the Go client: gofmt, go vet, go test -race against the bridge and Docker
+echo "== mcp: the official MCP Python SDK over stdio and Streamable HTTP"
+bash scripts/mcp-test.sh
 echo "== node package"
 bash scripts/browser.sh  # headless Chromium for the dashboard test in node-test.sh
 bash scripts/node-test.sh

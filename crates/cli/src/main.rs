@@ -46,6 +46,8 @@ enum Cmd {
     Doctor(JsonFlag),
     /// Copy a project into a fresh sandbox, install and test it, print a verdict (no daemon needed)
     Validate(validate::ValidateArgs),
+    /// Serve the sandbox as MCP tools on stdio, for coding agents (docs/mcp.md)
+    Mcp(commands::mcp::McpArgs),
 }
 
 /// `--json` for commands with no other options.
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
             Cmd::Clean(a) => commands::clean::run(a.json, &state_dir).await,
             Cmd::Doctor(a) => commands::doctor::run(a.json, &state_dir).await,
             Cmd::Validate(a) => validate::run(a, &state_dir).await,
+            Cmd::Mcp(a) => commands::mcp::run(a).await,
         }
     });
     // Background tasks (a spinner, a streaming body) must not keep a finished command alive.

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod guard;
 pub mod logs;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod reaper;
@@ -192,7 +193,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let shutdown = CancellationToken::new();
     let token_arc: Arc<str> = Arc::from(token.as_str());
     let app_state = api::AppState { sessions: sessions.clone(), shutdown: shutdown.clone(), token: token_arc.clone() };
-    let app = api::router(app_state, token_arc);
+    let mcp = mcp::service(&sessions, shutdown.clone()).context("configuring the MCP server at /mcp")?;
+    let app = api::router(app_state, token_arc, mcp);
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await

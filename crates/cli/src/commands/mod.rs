@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod exec;
 pub mod list;
 pub mod logs;
+pub mod mcp;
 pub mod serve;
 pub mod stop;
 

@@ -70,9 +70,10 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 
 /// The router: `/api` routes behind the bearer token, the rest open; unknown routes get a JSON 404;
 /// every request must be addressed to a loopback name, and every error is JSON (`guard`).
-pub fn router(state: AppState, token: Arc<str>) -> Router {
+pub fn router(state: AppState, token: Arc<str>, mcp: dagger_sandbox_mcp::HttpService) -> Router {
     let mut open: Router<AppState> = Router::new();
-    let mut guarded: Router<AppState> = Router::new();
+    // The MCP server (docs/mcp.md) sits behind the same token.
+    let mut guarded: Router<AppState> = Router::new().route_service("/mcp", mcp);
     for (_, path, needs_token, handler) in table() {
         // A second `route` on a path adds its method to the ones already there.
         if needs_token {
