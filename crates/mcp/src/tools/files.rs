@@ -171,19 +171,25 @@ pub(crate) async fn entry(sb: &Sandbox, path: &str) -> Result<DirEntry, ToolErro
         .ok_or_else(|| ToolError::new("NOT_FOUND", format!("{path} does not exist in sandbox {}", sb.id())))
 }
 
-/// The bytes of the file at `path`, refused past [`MAX_FILE_BYTES`].
+/// The bytes of the file at `path` and its size, refused (`TOO_LARGE`) past [`MAX_FILE_BYTES`]
+/// before any of it is read: the size comes with the opened file, one engine call.
 async fn load(sb: &Sandbox, path: &str) -> Result<(Vec<u8>, u64), ToolError> {
-    let e = entry(sb, path).await?;
-    if e.kind == EntryKind::Dir {
-        return Err(ToolError::invalid(format!("{path} is a directory; use file_list")));
-    }
-    if e.size > MAX_FILE_BYTES {
-        return Err(ToolError::new(
-            "FILE_TOO_LARGE",
-            format!("{path} has {} bytes; file tools load at most {MAX_FILE_BYTES} (use sandbox_exec with head/sed, or sandbox_export)", e.size),
-        ));
-    }
-    Ok((sb.read_file(path).await?, e.size))
+    let mut r = match sb.open_file_within(path, MAX_FILE_BYTES).await {
+        Ok(r) => r,
+        Err(e) if e.code() == dagger_sandbox::ErrorCode::TooLarge => {
+            return Err(ToolError::new(
+                "TOO_LARGE",
+                format!("{path} is over {MAX_FILE_BYTES} bytes, the most file tools load (use sandbox_exec with head/sed, or sandbox_export)"),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let size = r.size();
+    let mut data = Vec::with_capacity(size as usize);
+    tokio::io::AsyncReadExt::read_to_end(&mut r, &mut data)
+        .await
+        .map_err(|e| ToolError::new("IO_ERROR", format!("reading {path}: {e}")))?;
+    Ok((data, size))
 }
 
 /// The lines `start..=end` (1-based) of `text`, and how many lines it has.

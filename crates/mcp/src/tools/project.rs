@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::files::{entry, MAX_WRITE_BYTES};
+use super::files::entry;
 use crate::error::{Out, ToolError, ToolResult};
 use crate::server::{McpServer, Progress};
 
@@ -145,19 +145,10 @@ impl McpServer {
             sb.refresh_from_host(&host, &dest, RefreshOptions::exclude(EXCLUDE)).await?;
             (dest, "directory")
         } else {
-            let meta = std::fs::metadata(&host).map_err(|e| ToolError::invalid(format!("{}: {e}", host.display())))?;
-            if meta.len() > MAX_WRITE_BYTES as u64 {
-                return Err(ToolError::invalid(format!(
-                    "{} has {} bytes; single-file import takes at most {MAX_WRITE_BYTES} (import its directory)",
-                    host.display(),
-                    meta.len()
-                )));
-            }
+            // Streamed from the host file, whatever its size.
             let name = host.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let dest = args.path.unwrap_or(name);
-            let bytes =
-                tokio::fs::read(&host).await.map_err(|e| ToolError::invalid(format!("{}: {e}", host.display())))?;
-            sb.write_file(&dest, &bytes).await?;
+            sb.write_file_from_host(&dest, &host, dagger_sandbox::DEFAULT_FILE_MODE).await?;
             (dest, "file")
         };
         let host_path = host.display().to_string();
@@ -181,19 +172,13 @@ impl McpServer {
             sb.export_directory(&args.path, &host).await?;
             "directory"
         } else {
-            if e.size > MAX_WRITE_BYTES as u64 {
-                return Err(ToolError::invalid(format!(
-                    "{} has {} bytes; single-file export takes at most {MAX_WRITE_BYTES} (export its directory)",
-                    args.path, e.size
-                )));
-            }
-            let bytes = sb.read_file(&args.path).await?;
+            // Streamed to the host file, whatever its size (core lands it atomically).
             if let Some(parent) = host.parent() {
                 tokio::fs::create_dir_all(parent)
                     .await
                     .map_err(|e| ToolError::invalid(format!("{}: {e}", parent.display())))?;
             }
-            tokio::fs::write(&host, bytes).await.map_err(|e| ToolError::invalid(format!("{}: {e}", host.display())))?;
+            sb.read_file_to_host(&args.path, &host).await?;
             "file"
         };
         let host_path = host.display().to_string();

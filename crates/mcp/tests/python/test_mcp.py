@@ -46,9 +46,15 @@ def containers(label: str) -> list[str]:
 
 
 def owned_by(pid: int) -> list[str]:
-    """Containers a stdio server process made (owner label `pid@boot-id`)."""
+    """Containers a stdio server process made (owner label `pid@boot-id@pidns@host`)."""
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return containers(f"{OWNER_LABEL}={pid}@{boot}")
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label={OWNER_LABEL}",
+         "--format", '{{.ID}} {{.Label "' + OWNER_LABEL + '"}}'],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    prefix = f"{pid}@{boot}@"
+    return [line.split()[0] for line in out.splitlines() if line.split()[1:2] and line.split()[1].startswith(prefix)]
 
 
 def node_project(parent: Path, name: str, passing: bool) -> Path:
@@ -178,6 +184,9 @@ class Flow:
         big = structured(await self.call("sandbox_exec", {"sandbox": sid, "command": "head -c 3000000 /dev/zero | tr '\\0' a"}))
         t.assertTrue(big["truncated"])
         t.assertLessEqual(len(big["stdout"]), big["outputCapBytes"] + 200)
+        # a file over the file tools' load limit is refused before it is read
+        structured(await self.call("sandbox_exec", {"sandbox": sid, "command": "head -c 17000000 /dev/zero > huge.bin"}))
+        t.assertEqual(error_code(await self.call("file_read", {"sandbox": sid, "path": "huge.bin"})), "TOO_LARGE")
 
         # bad input: each a clear protocol error or an isError result
         with t.assertRaises(MCPError) as cm:
