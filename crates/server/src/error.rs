@@ -25,6 +25,17 @@ pub enum ApiError {
         /// Why it ended.
         reason: String,
     },
+    /// The daemon already holds its maximum of live sandboxes (`--max-sandboxes`).
+    #[error(
+        "this daemon already holds {held} of its {max} live sandboxes (--max-sandboxes); stop one \
+         (DELETE /api/sandbox/{{id}}) or raise the limit, then create again"
+    )]
+    QuotaExceeded {
+        /// The cap.
+        max: usize,
+        /// How many are held or being created.
+        held: usize,
+    },
     /// A sandbox call failed; its own code is passed through unchanged.
     #[error("{0}")]
     Sandbox(#[from] dagger_sandbox::Error),
@@ -44,6 +55,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "INVALID_ARGUMENT",
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::SessionEnded { .. } => "SESSION_ENDED",
+            ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             ApiError::Sandbox(e) => e.code().as_str(),
             ApiError::Store(e) if e.code() == "INVALID_ARGUMENT" => "INVALID_ARGUMENT",
             ApiError::Store(_) | ApiError::Internal(_) => "INTERNAL",
@@ -69,6 +81,10 @@ pub fn status_of(code: &str) -> StatusCode {
         "RESTRICTED_PATH" => StatusCode::FORBIDDEN,
         "NOT_FOUND" => StatusCode::NOT_FOUND,
         "SESSION_ENDED" | "CLOSED" => StatusCode::CONFLICT,
+        "QUOTA_EXCEEDED" => StatusCode::TOO_MANY_REQUESTS,
+        // The engine refused or failed (an image that cannot be pulled, a container that died):
+        // the daemon's upstream failed, not the daemon.
+        "ENGINE_ERROR" => StatusCode::BAD_GATEWAY,
         "ENGINE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
         "TIMEOUT" => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -102,14 +118,16 @@ mod tests {
             ErrorCode::RestrictedPath => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Closed => 409,
+            ErrorCode::EngineError => 502,
             ErrorCode::EngineUnavailable => 503,
             ErrorCode::Timeout => 504,
-            ErrorCode::Cancelled | ErrorCode::EngineError | ErrorCode::IoError => 500,
+            ErrorCode::Cancelled | ErrorCode::IoError => 500,
         };
         for c in ErrorCode::ALL {
             assert_eq!(status_of(c.as_str()).as_u16(), expect(c), "{c}");
         }
         assert_eq!(ApiError::SessionEnded { id: "x".into(), reason: "expired".into() }.status(), 409);
         assert_eq!(ApiError::Unauthorized("no".into()).status(), 401);
+        assert_eq!(ApiError::QuotaExceeded { max: 2, held: 2 }.status(), 429);
     }
 }

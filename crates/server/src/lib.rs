@@ -9,9 +9,11 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod guard;
+pub mod listen;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;
+pub mod quota;
 pub mod reaper;
 pub mod reconcile;
 pub mod sessions;
@@ -42,6 +44,27 @@ pub struct ServeOptions {
     pub state_dir: PathBuf,
     /// How often the reaper looks for expired sessions.
     pub reap_interval: Duration,
+    /// Most sandboxes held at once; a create beyond it gets `QUOTA_EXCEEDED` (429).
+    pub max_sandboxes: usize,
+    /// How long a client has to send a request's headers before its connection is closed.
+    pub header_timeout: Duration,
+    /// Longest pause inside a request body before the request fails.
+    pub body_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    /// `127.0.0.1:7878`, the default state dir, a 5-minute reap, 32 sandboxes, 10 s for headers,
+    /// 30 s of body silence.
+    fn default() -> Self {
+        ServeOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            state_dir: state::default_state_dir(),
+            reap_interval: Duration::from_secs(300),
+            max_sandboxes: quota::DEFAULT_MAX_SANDBOXES,
+            header_timeout: listen::DEFAULT_HEADER_TIMEOUT,
+            body_timeout: listen::DEFAULT_BODY_TIMEOUT,
+        }
+    }
 }
 
 /// The lock file that keeps two daemons off one state dir (each would remove the other's
@@ -180,6 +203,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     if opts.reap_interval.is_zero() {
         anyhow::bail!("the reap interval must be greater than 0");
     }
+    if opts.max_sandboxes == 0 {
+        anyhow::bail!("the maximum of sandboxes must be at least 1");
+    }
+    if opts.header_timeout.is_zero() || opts.body_timeout.is_zero() {
+        anyhow::bail!("the header and body read timeouts must be greater than 0");
+    }
     state::ensure_dir(&opts.state_dir)
         .with_context(|| format!("creating the state dir {}", opts.state_dir.display()))?;
     let state_dir = std::fs::canonicalize(&opts.state_dir)
@@ -206,12 +235,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     })?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let app_state = api::AppState { sessions: sessions.clone(), shutdown: shutdown.clone() };
+    let app_state = api::AppState {
+        sessions: sessions.clone(),
+        shutdown: shutdown.clone(),
+        quota: Arc::new(quota::Quota::new(opts.max_sandboxes)),
+    };
     let app = api::router(app_state, Arc::from(token.as_str()));
-    let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
-    });
+    let timeouts = listen::ReadTimeouts { headers: opts.header_timeout, body_idle: opts.body_timeout };
+    let server = tokio::spawn(listen::serve(listener, app, timeouts, shutdown.clone()));
     let reaper = tokio::spawn(reaper::run(sessions.clone(), opts.reap_interval, shutdown.clone()));
     let info = state::DaemonInfo {
         addr: addr.to_string(),

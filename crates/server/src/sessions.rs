@@ -154,6 +154,11 @@ impl Sessions {
         self.live_map().get(id).cloned()
     }
 
+    /// How many sandboxes are held.
+    pub fn live_count(&self) -> usize {
+        self.live_map().len()
+    }
+
     /// Ids of every sandbox held.
     pub fn live_ids(&self) -> Vec<String> {
         self.live_map().keys().cloned().collect()

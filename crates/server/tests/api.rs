@@ -75,6 +75,7 @@ async fn the_daemon_refuses_a_public_address_and_a_second_daemon_on_its_state_di
         addr: addr.parse().unwrap(),
         state_dir: dir.path().to_path_buf(),
         reap_interval: REAP,
+        ..Default::default()
     };
     let err = dagger_sandbox_server::start(opts("0.0.0.0:0")).await.err().expect("refused");
     assert!(err.to_string().contains("loopback"), "{err}");
@@ -217,7 +218,7 @@ async fn unknown_ids_are_404_and_bad_input_is_400_with_nothing_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_creates_all_succeed() {
     let (_cleanup, dir) = state_dir();
-    let d = Daemon::start(dir.path(), REAP).await;
+    let d = Daemon::start_with(dir.path(), |o| o.max_sandboxes = 50).await;
     let started = std::time::Instant::now();
     let creates = (0..50).map(|i| {
         d.call(
@@ -272,6 +273,7 @@ async fn templates_from_the_state_dir_give_image_and_working_directory() {
         addr: "127.0.0.1:0".parse().unwrap(),
         state_dir: dir.path().to_path_buf(),
         reap_interval: REAP,
+        ..Default::default()
     };
     let err = dagger_sandbox_server::start(opts).await.err().expect("a bad templates.json stops the start");
     assert!(format!("{err:#}").contains("templates.json") && format!("{err:#}").contains("imgae"), "{err:#}");

@@ -28,6 +28,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Cancelled when the daemon shuts down; ends log followers so shutdown is not held open.
     pub shutdown: CancellationToken,
+    /// The cap on live sandboxes.
+    pub quota: Arc<crate::quota::Quota>,
 }
 
 /// Largest file a `PUT .../files` accepts.

@@ -28,6 +28,7 @@ pub async fn list(
 /// `POST /api/sandbox`.
 pub async fn create(State(st): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<SessionView>), ApiError> {
     let req: CreateRequest = json_body(&body, "create request")?;
+    let _slot = st.quota.reserve(|| st.sessions.live_count())?;
     let s = st.sessions.create(req).await?;
     Ok((StatusCode::CREATED, Json(SessionView::from(&s))))
 }
