@@ -3,7 +3,9 @@
 # the local test images available (scripts/engine.sh), checks formatting and lints, then runs the
 # unit tests, the conformance suite against every backend (it prints a count per backend, and a
 # SKIPPED line for a backend that cannot run here), the integration tests (the stdio bridge binary
-# under hostile input among them), the Python client's tests against the real bridge, and the
+# under hostile input among them), a property-based run of the daemon's OpenAPI document with
+# schemathesis (scripts/schemathesis.sh: every check, against a real daemon on Docker; installs
+# schemathesis with pip into a venv kept in /var/tmp), the Python client's tests against the real bridge, and the
 # Node package (scripts/node-test.sh: debug addon build, node:test suite, tsc --strict type test,
 # npm pack consumer check).
 #
@@ -18,6 +20,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== schemathesis: the daemon against its OpenAPI document"
+bash scripts/schemathesis.sh
 echo "== python: bridge client (examples/python)"
 cargo build -p dagger-sandbox-bridge --locked -q
 python3 -m unittest discover -s examples/python -t examples/python -v

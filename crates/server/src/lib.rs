@@ -20,6 +20,7 @@ pub mod sessions;
 pub mod state;
 pub mod templates;
 pub mod views;
+pub mod whole;
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -217,6 +218,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let token = state::load_or_create_token(&state_dir)
         .with_context(|| format!("reading or creating the token in {}", state_dir.display()))?;
     let templates = templates::load(&state_dir)?;
+    let openapi = Arc::new(openapi::document(&templates.names()));
     let db = state::db_path(&state_dir);
     let store = tokio::task::spawn_blocking(move || dagger_sandbox_store::Store::open(&db))
         .await?
@@ -239,6 +241,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         sessions: sessions.clone(),
         shutdown: shutdown.clone(),
         quota: Arc::new(quota::Quota::new(opts.max_sandboxes)),
+        openapi,
     };
     let app = api::router(app_state, Arc::from(token.as_str()));
     let timeouts = listen::ReadTimeouts { headers: opts.header_timeout, body_idle: opts.body_timeout };

@@ -60,6 +60,7 @@ pub async fn exec(State(st): State<AppState>, Path(id): Path<String>, body: Byte
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ExtendRequest {
+    #[serde(deserialize_with = "crate::whole::required")]
     ttl_seconds: u64,
 }
 

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Property-based run of the daemon's OpenAPI document (schemathesis, every check) against a real
+# daemon: `dagger-sandbox serve` on a temp state dir and port, the Docker engine, templates pointed
+# at the local test image so no create waits on a registry. Every container the daemon made is
+# removed afterwards, and the run fails if one was left.
+#
+# schemathesis is installed with pip into a venv kept between runs (SCHEMATHESIS_VENV, default
+# /var/tmp/dagger-sandbox-venv). SCHEMATHESIS_MAX_EXAMPLES bounds the cases per operation (default
+# 25: about 3 minutes on 2 cores); SCHEMATHESIS_SEED makes a run repeatable.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCHEMATHESIS_VERSION=4.32.5
+VENV=${SCHEMATHESIS_VENV:-/var/tmp/dagger-sandbox-venv}
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
+BUSYBOX=dagger-sandbox-test/busybox:latest
+OWNER_LABEL=dev.dagger-sandbox.owner
+
+if [ "$("$VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+  echo "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+cargo build -p dagger-sandbox-cli --locked -q
+BIN=$PWD/target/debug/dagger-sandbox
+
+WORK=$(mktemp -d -t dsb-schemathesis-XXXXXX)
+STATE=$WORK/state
+mkdir -m 700 "$STATE"
+STATE=$(cd "$STATE" && pwd -P)
+OWNER="daemon:$STATE"
+# Every template (and so every create that names one) uses the local test image.
+cat >"$STATE/templates.json" <<EOF
+{"node": {"image": "$BUSYBOX"}, "python": {"image": "$BUSYBOX"}, "base": {"image": "$BUSYBOX"}}
+EOF
+
+DAEMON_PID=
+finish() {
+  status=$?
+  if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+    kill -TERM "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+  fi
+  # Sessions outlive a daemon on purpose; the ones this run made must not outlive the run.
+  left=$(docker ps -aq --filter "label=$OWNER_LABEL=$OWNER")
+  if [ -n "$left" ]; then
+    echo "removing containers left by the run: $left" >&2
+    # shellcheck disable=SC2086
+    docker rm -f -v $left >/dev/null || true
+  fi
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap finish EXIT
+
+"$BIN" --state-dir "$STATE" serve --addr 127.0.0.1:0 --max-sandboxes 8 \
+  >"$WORK/daemon.out" 2>"$WORK/daemon.log" &
+DAEMON_PID=$!
+for _ in $(seq 1 300); do
+  [ -s "$STATE/daemon.json" ] && break
+  kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$WORK/daemon.log" >&2; exit 1; }
+  sleep 0.1
+done
+ADDR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["addr"])' "$STATE/daemon.json")
+TOKEN=$(cat "$STATE/token")
+BASE=http://$ADDR
+echo "daemon pid $DAEMON_PID on $BASE (state dir $STATE)"
+
+seed_args=()
+[ -n "${SCHEMATHESIS_SEED:-}" ] && seed_args=(--seed "$SCHEMATHESIS_SEED")
+set +e
+"$VENV/bin/schemathesis" --config-file scripts/schemathesis.toml run "$BASE/openapi.json" \
+  --checks all \
+  --header "Authorization: Bearer $TOKEN" \
+  --max-examples "$MAX_EXAMPLES" \
+  --workers 2 \
+  --request-timeout 90 \
+  --generation-database none \
+  --report junit --report-dir "$WORK/report" \
+  --no-color "${seed_args[@]}"
+result=$?
+set -e
+
+# The run must leave the daemon alive, answering, and able to stop everything it made.
+kill -0 "$DAEMON_PID" 2>/dev/null || { echo "FAIL: the daemon died during the run" >&2; tail -50 "$WORK/daemon.log" >&2; exit 1; }
+health=$(curl -fsS -H "Authorization: Bearer $TOKEN" "$BASE/api/health")
+echo "daemon still healthy: $health"
+junit=$(ls "$WORK"/report/junit*.xml 2>/dev/null | head -1)
+if [ -n "$junit" ]; then
+  python3 - "$junit" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+cases = sum(int(s.get("tests", 0)) for s in suites)
+failures = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+print(f"schemathesis operations: {cases}, failed: {failures}")
+EOF
+fi
+curl -fsS -X DELETE -H "Authorization: Bearer $TOKEN" "$BASE/api/sandbox" >/dev/null
+left=$(docker ps -aq --filter "label=$OWNER_LABEL=$OWNER")
+if [ -n "$left" ]; then
+  echo "FAIL: containers left after DELETE /api/sandbox: $left" >&2
+  exit 1
+fi
+echo "containers left by the run: 0"
+if [ "$result" -ne 0 ]; then
+  grep -E "WARN|ERROR" "$WORK/daemon.log" | tail -20 >&2 || true
+fi
+exit "$result"
