@@ -54,7 +54,7 @@ finish() {
 }
 trap finish EXIT
 
-"$BIN" --state-dir "$STATE" serve --addr 127.0.0.1:0 --max-sandboxes 8 \
+"$BIN" --state-dir "$STATE" serve --addr 127.0.0.1:0 --max-sandboxes 8 --reap-interval 2s \
   >"$WORK/daemon.out" 2>"$WORK/daemon.log" &
 DAEMON_PID=$!
 for _ in $(seq 1 300); do

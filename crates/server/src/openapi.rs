@@ -49,6 +49,19 @@ fn env_schema() -> Value {
     json!({"type": "object", "propertyNames": {"minLength": 1, "pattern": "^[^=\\x00]+$"}, "additionalProperties": no_nul()})
 }
 
+/// What a client does next with a session it created. `stopSession` is left out on purpose: a
+/// stopped session stays readable (`GET` answers it as `terminated`), which a fuzzer's
+/// use-after-free check would read as a leak; the log stream is left out because with
+/// `follow=true` it stays open as long as the session lives.
+fn session_links() -> Value {
+    let id = json!({"id": "$response.body#/id"});
+    let mut links = serde_json::Map::new();
+    for op in ["getSession", "execCommand", "extendSession", "readFile", "writeFile"] {
+        links.insert(op.to_string(), json!({"operationId": op, "parameters": id}));
+    }
+    Value::Object(links)
+}
+
 /// `schema` or `null` (the server reads a `null` field as an absent one).
 fn or_null(schema: Value) -> Value {
     json!({"anyOf": [schema, {"type": "null"}]})
@@ -84,8 +97,9 @@ fn id_param() -> Value {
 }
 
 fn path_query() -> Value {
-    json!({"name": "path", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1, "pattern": "^[^\\x00]+$"},
-           "description": "sandbox path, absolute or relative to the working directory"})
+    json!({"name": "path", "in": "query", "required": true,
+           "schema": {"type": "string", "minLength": 1, "pattern": "^[^\\x00]+$", "not": {"pattern": "^[/.]*$"}},
+           "description": "a file's sandbox path, absolute or relative to the working directory (not the root, `.` or `..`)"})
 }
 
 /// The document of a daemon whose templates are `templates` (a create may name only those).
@@ -103,27 +117,27 @@ pub fn document(templates: &[&str]) -> Value {
         "security": [{"bearer": []}],
         "paths": {
             "/": {"get": {
-                "summary": "Dashboard page (it reads the token from its own `?token=`)", "security": [],
+                "operationId": "dashboard", "summary": "Dashboard page (it reads the token from its own `?token=`)", "security": [],
                 "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}}
             }},
             "/assets/app.js": {"get": {
-                "summary": "Dashboard script", "security": [],
+                "operationId": "dashboardScript", "summary": "Dashboard script", "security": [],
                 "responses": {"200": {"description": "JavaScript module", "content": {"text/javascript": {}}}}
             }},
             "/assets/style.css": {"get": {
-                "summary": "Dashboard style sheet", "security": [],
+                "operationId": "dashboardStyle", "summary": "Dashboard style sheet", "security": [],
                 "responses": {"200": {"description": "CSS", "content": {"text/css": {}}}}
             }},
             "/openapi.json": {"get": {
-                "summary": "This document", "security": [],
+                "operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}
             }},
             "/metrics": {"get": {
-                "summary": "Prometheus metrics", "security": [],
+                "operationId": "metrics", "summary": "Prometheus metrics", "security": [],
                 "responses": {"200": {"description": "text format 0.0.4", "content": {"text/plain": {}}}}
             }},
             "/api/health": {"get": {
-                "summary": "Daemon health",
+                "operationId": "health", "summary": "Daemon health",
                 "responses": {
                     "200": {"description": "healthy", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
                     "401": {"description": "missing or wrong bearer token", "content": error_ref()}
@@ -131,7 +145,7 @@ pub fn document(templates: &[&str]) -> Value {
             }},
             "/api/sandbox": {
                 "get": {
-                    "summary": "List sessions, newest first",
+                    "operationId": "listSessions", "summary": "List sessions, newest first",
                     "parameters": [{"name": "all", "in": "query", "schema": {"type": "boolean"},
                                     "description": "include terminated sessions (`true` or `false`)"}],
                     "responses": merge(json!({
@@ -143,10 +157,10 @@ pub fn document(templates: &[&str]) -> Value {
                     }), bad_query())
                 },
                 "post": {
-                    "summary": "Create a session",
+                    "operationId": "createSession", "summary": "Create a session",
                     "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateRequest"}}}},
                     "responses": merge(json!({
-                        "201": {"description": "created (and its service ready)", "content": session_ref()},
+                        "201": {"description": "created (and its service ready)", "content": session_ref(), "links": session_links()},
                         "400": {"description": "invalid request; nothing was created", "content": error_ref()},
                         "401": {"description": "missing or wrong bearer token", "content": error_ref()},
                         "429": {"description": "QUOTA_EXCEEDED: the daemon holds its maximum of sandboxes (--max-sandboxes); nothing was created", "content": error_ref()},
@@ -155,7 +169,7 @@ pub fn document(templates: &[&str]) -> Value {
                     }), json!({"503": engine_errors()["503"].clone()}))
                 },
                 "delete": {
-                    "summary": "Stop every session that is not terminated",
+                    "operationId": "stopAllSessions", "summary": "Stop every session that is not terminated",
                     "responses": merge(json!({
                         "200": {"description": "how many were stopped", "content": {"application/json": {"schema": {
                             "type": "object", "required": ["stopped"], "properties": {"stopped": {"type": "integer"}}
@@ -167,18 +181,18 @@ pub fn document(templates: &[&str]) -> Value {
             "/api/sandbox/{id}": {
                 "parameters": [id_param()],
                 "get": {
-                    "summary": "One session",
+                    "operationId": "getSession", "summary": "One session",
                     "responses": merge(json!({"200": {"description": "the session", "content": session_ref()}}), session_errors())
                 },
                 "delete": {
-                    "summary": "Stop a session; its engine resources are removed before the answer",
+                    "operationId": "stopSession", "summary": "Stop a session; its engine resources are removed before the answer",
                     "responses": merge(merge(json!({"200": {"description": "the terminated session", "content": session_ref()}}), session_errors()), engine_errors())
                 }
             },
             "/api/sandbox/{id}/exec": {
                 "parameters": [id_param()],
                 "post": {
-                    "summary": "Run a command (sh -c); a non-zero exit is a result",
+                    "operationId": "execCommand", "summary": "Run a command (sh -c); a non-zero exit is a result",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecRequest"}}}},
                     "responses": merge(json!({
                         "200": {"description": "the result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecResult"}}}},
@@ -191,7 +205,7 @@ pub fn document(templates: &[&str]) -> Value {
             "/api/sandbox/{id}/extend": {
                 "parameters": [id_param()],
                 "post": {
-                    "summary": "Move expiresAt to max(expiresAt, now) + ttlSeconds",
+                    "operationId": "extendSession", "summary": "Move expiresAt to max(expiresAt, now) + ttlSeconds",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {
                         "type": "object", "required": ["ttlSeconds"], "additionalProperties": false,
                         "properties": {"ttlSeconds": ttl.clone()}
@@ -206,7 +220,7 @@ pub fn document(templates: &[&str]) -> Value {
             "/api/sandbox/{id}/files": {
                 "parameters": [id_param(), path_query()],
                 "get": {
-                    "summary": "Read a file, byte for byte",
+                    "operationId": "readFile", "summary": "Read a file, byte for byte",
                     "responses": merge(json!({
                         "200": {"description": "the bytes", "content": {"application/octet-stream": {}}},
                         "400": {"description": "invalid path", "content": error_ref()},
@@ -214,7 +228,7 @@ pub fn document(templates: &[&str]) -> Value {
                     }), merge(session_errors(), engine_errors()))
                 },
                 "put": {
-                    "summary": "Write a file (parent directories created)",
+                    "operationId": "writeFile", "summary": "Write a file (parent directories created)",
                     "parameters": [{"name": "mode", "in": "query", "schema": {"type": "string", "pattern": "^[0-7]{1,4}$"},
                                     "description": "octal permission bits, default 644"}],
                     "requestBody": {"required": true, "content": {"application/octet-stream": {}}},
@@ -229,7 +243,7 @@ pub fn document(templates: &[&str]) -> Value {
             "/api/sandbox/{id}/logs": {
                 "parameters": [id_param()],
                 "get": {
-                    "summary": "Output as server-sent events (`log` events, then one `end` event)",
+                    "operationId": "streamLogs", "summary": "Output as server-sent events (`log` events, then one `end` event)",
                     "description": "An EventSource client may pass the token as ?token= on this route only.",
                     "security": [{"bearer": []}, {"queryToken": []}],
                     "parameters": [{"name": "follow", "in": "query", "schema": {"type": "boolean"},
@@ -307,15 +321,20 @@ pub fn document(templates: &[&str]) -> Value {
                         "metadata": {"type": ["object", "null"]},
                         "fallback": {"type": ["boolean", "null"], "description": "backend auto only: allow the local backend (process isolation, commands run on the host) when no container engine answers; default false"}
                     },
-                    "description": "`ports` (non-empty) needs `command`",
-                    "dependentRequired": {"ports": ["command"]}
+                    "description": "`ports` needs `command`; the dagger backend runs no service (no `command`, no `ports`)",
+                    "allOf": [
+                        {"if": {"required": ["ports"], "properties": {"ports": {"type": "array", "minItems": 1}}},
+                         "then": {"required": ["command"], "properties": {"command": non_blank()}}},
+                        {"if": {"required": ["backend"], "properties": {"backend": {"const": "dagger"}}},
+                         "then": {"properties": {"command": {"type": "null"}, "ports": {"type": "null"}}}}
+                    ]
                 },
                 "ExecRequest": {
                     "type": "object", "required": ["command"], "additionalProperties": false,
                     "properties": {
                         "command": non_blank(),
                         "env": env_schema(),
-                        "cwd": {"type": ["string", "null"], "pattern": "^[^\\x00]*$"},
+                        "cwd": {"type": ["string", "null"], "minLength": 1, "pattern": "^[^\\x00]*$"},
                         "timeoutMs": {"type": ["integer", "null"], "minimum": 1},
                         "stdin": nullable_string
                     }

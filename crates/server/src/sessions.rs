@@ -205,10 +205,9 @@ impl Sessions {
                 id: id.to_string(),
                 reason: s.ended_reason.unwrap_or_else(|| "unknown".into()),
             }),
-            _ => Err(ApiError::Internal(format!(
-                "session {id} is {} in the registry but this daemon does not hold its sandbox; stop it with DELETE",
-                s.status
-            ))),
+            // Not held but not yet terminated: a stop is under way (it lets go of the sandbox
+            // before it records the end), so the session has ended for every caller.
+            _ => Err(ApiError::SessionEnded { id: id.to_string(), reason: "stopping".into() }),
         }
     }
 

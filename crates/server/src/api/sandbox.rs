@@ -53,7 +53,15 @@ pub async fn stop_one(State(st): State<AppState>, Path(id): Path<String>) -> Res
 /// `POST /api/sandbox/{id}/exec`.
 pub async fn exec(State(st): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<ExecView>, ApiError> {
     let req: ExecRequest = json_body(&body, "exec request")?;
-    Ok(Json(st.sessions.exec(&id, req).await?.into()))
+    match st.sessions.exec(&id, req).await {
+        Ok(r) => Ok(Json(r.into())),
+        // The session is there; the request named a directory that is not: a bad request, not a
+        // missing resource (404 is kept for the session itself).
+        Err(ApiError::Sandbox(e @ dagger_sandbox::Error::NotFound { what: "working directory", .. })) => {
+            Err(ApiError::BadRequest(format!("cwd: {e}")))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The body of `POST /api/sandbox/{id}/extend`.
