@@ -6,13 +6,13 @@
 #
 # schemathesis is installed with pip into a venv kept between runs (SCHEMATHESIS_VENV, default
 # /var/tmp/dagger-sandbox-venv). SCHEMATHESIS_MAX_EXAMPLES bounds the cases per operation (default
-# 25: about 3 minutes on 2 cores); SCHEMATHESIS_SEED makes a run repeatable.
+# 300: about 3 minutes on 2 cores); SCHEMATHESIS_SEED makes a run repeatable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 VENV=${SCHEMATHESIS_VENV:-/var/tmp/dagger-sandbox-venv}
-MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-300}
 BUSYBOX=dagger-sandbox-test/busybox:latest
 OWNER_LABEL=dev.dagger-sandbox.owner
 
@@ -54,7 +54,7 @@ finish() {
 }
 trap finish EXIT
 
-"$BIN" --state-dir "$STATE" serve --addr 127.0.0.1:0 --max-sandboxes 8 --reap-interval 2s \
+"$BIN" --state-dir "$STATE" serve --addr 127.0.0.1:0 --max-sandboxes 16 --reap-interval 2s \
   >"$WORK/daemon.out" 2>"$WORK/daemon.log" &
 DAEMON_PID=$!
 for _ in $(seq 1 300); do

@@ -39,6 +39,11 @@ pub enum ApiError {
     /// A sandbox call failed; its own code is passed through unchanged.
     #[error("{0}")]
     Sandbox(#[from] dagger_sandbox::Error),
+    /// A sandbox call failed because of something the request named inside the sandbox (an exec's
+    /// `cwd` that does not exist): the core's code, with 409, since the route's own resource (the
+    /// session) is there and 404 would say it is not.
+    #[error("{0}")]
+    InSandbox(dagger_sandbox::Error),
     /// The session registry failed.
     #[error("session registry: {0}")]
     Store(#[from] dagger_sandbox_store::StoreError),
@@ -56,7 +61,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::SessionEnded { .. } => "SESSION_ENDED",
             ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
-            ApiError::Sandbox(e) => e.code().as_str(),
+            ApiError::Sandbox(e) | ApiError::InSandbox(e) => e.code().as_str(),
             ApiError::Store(e) if e.code() == "INVALID_ARGUMENT" => "INVALID_ARGUMENT",
             ApiError::Store(_) | ApiError::Internal(_) => "INTERNAL",
         }
@@ -64,7 +69,10 @@ impl ApiError {
 
     /// The HTTP status of this error, by its code.
     pub fn status(&self) -> StatusCode {
-        status_of(self.code())
+        match self {
+            ApiError::InSandbox(_) => StatusCode::CONFLICT,
+            _ => status_of(self.code()),
+        }
     }
 
     /// A `NOT_FOUND` for a session id nobody knows.

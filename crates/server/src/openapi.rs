@@ -197,7 +197,7 @@ pub fn document(templates: &[&str]) -> Value {
                     "responses": merge(json!({
                         "200": {"description": "the result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecResult"}}}},
                         "400": {"description": "invalid request", "content": error_ref()},
-                        "409": {"description": "the session has ended", "content": error_ref()},
+                        "409": {"description": "the session has ended (SESSION_ENDED), or `cwd` does not exist in the sandbox (NOT_FOUND)", "content": error_ref()},
                         "504": {"description": "the command timed out and was killed", "content": error_ref()}
                     }), merge(session_errors(), engine_errors()))
                 }
@@ -335,7 +335,7 @@ pub fn document(templates: &[&str]) -> Value {
                         "command": non_blank(),
                         "env": env_schema(),
                         "cwd": {"type": ["string", "null"], "minLength": 1, "pattern": "^[^\\x00]*$"},
-                        "timeoutMs": {"type": ["integer", "null"], "minimum": 1},
+                        "timeoutMs": {"type": ["integer", "null"], "minimum": 1, "maximum": u64::MAX},
                         "stdin": nullable_string
                     }
                 },

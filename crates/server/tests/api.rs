@@ -355,3 +355,75 @@ async fn foreign_hosts_and_origins_are_refused_and_every_error_is_json() {
     }
     d.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_answers_what_its_openapi_document_promises() {
+    let (_cleanup, dir) = state_dir();
+    let d = Daemon::start(dir.path(), REAP).await;
+    let doc: Value = d.http.get(d.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let create = &doc["paths"]["/api/sandbox"]["post"]["responses"];
+
+    // An image that is not on the engine and cannot be pulled: a documented 502 quoting the
+    // engine, not a 500, and nothing is left behind.
+    let (status, v) =
+        d.call(Method::POST, "/api/sandbox", Some(json!({"image": "no-such-registry.invalid/nothing:1"}))).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (502, Some("ENGINE_ERROR")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("could not be pulled"), "{v}");
+    assert!(create.get("502").is_some() && create.get("429").is_some(), "{create}");
+
+    // Boolean query parameters are exactly true or false, and the 400 is documented.
+    for path in ["/api/sandbox?all=null", "/api/sandbox?all=", "/api/sandbox?all=1"] {
+        let (status, v) = d.call(Method::GET, path, None).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{path}: {v}");
+    }
+    assert!(doc["paths"]["/api/sandbox"]["get"]["responses"].get("400").is_some());
+    assert!(doc["paths"]["/api/sandbox/{id}/logs"]["get"]["responses"].get("400").is_some());
+
+    // 3600.0 is the integer 3600 (JSON Schema's reading); the maximum is the server's.
+    let s = d.create(json!({"ttlSeconds": 3600.0})).await;
+    let id = s["id"].as_str().unwrap();
+    let ttl = &doc["components"]["schemas"]["CreateRequest"]["properties"]["ttlSeconds"]["anyOf"][0];
+    assert_eq!(ttl["maximum"], json!(dagger_sandbox_server::sessions::MAX_TTL_SECONDS), "{ttl}");
+    let over = dagger_sandbox_server::sessions::MAX_TTL_SECONDS + 1;
+    let (status, _) =
+        d.call(Method::POST, &format!("/api/sandbox/{id}/extend"), Some(json!({"ttlSeconds": over}))).await;
+    assert_eq!(status, 400);
+    let (status, v) =
+        d.call(Method::POST, &format!("/api/sandbox/{id}/extend"), Some(json!({"ttlSeconds": 60.0}))).await;
+    assert_eq!(status, 200, "{v}");
+
+    // What the server refuses, the schema refuses too.
+    let props = &doc["components"]["schemas"]["CreateRequest"]["properties"];
+    assert_eq!(props["command"]["anyOf"][0]["minLength"], 1);
+    assert_eq!(props["template"]["anyOf"][0]["enum"], json!(["base", "node", "python"]));
+    assert_eq!(doc["components"]["schemas"]["ExecRequest"]["properties"]["command"]["minLength"], 1);
+    let path_param = &doc["paths"]["/api/sandbox/{id}/files"]["parameters"][1];
+    assert_eq!((path_param["name"].as_str(), &path_param["schema"]["minLength"]), (Some("path"), &json!(1)));
+    for (path, body) in [
+        (format!("/api/sandbox/{id}/exec"), json!({"command": ""})),
+        ("/api/sandbox".to_string(), json!({"command": " "})),
+        ("/api/sandbox".to_string(), json!({"template": ""})),
+    ] {
+        let (status, v) = d.call(Method::POST, &path, Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {v}");
+    }
+    let (status, _) = d.call(Method::PUT, &format!("/api/sandbox/{id}/files?path="), None).await;
+    assert_eq!(status, 400);
+
+    // An exec in a directory that is not there: the session is, so not 404.
+    let (status, v) = d
+        .call(Method::POST, &format!("/api/sandbox/{id}/exec"), Some(json!({"command": "true", "cwd": "/nowhere"})))
+        .await;
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("NOT_FOUND")), "{v}");
+
+    // The log stream ends with an `end` event, and the document declares it.
+    let events = doc["components"]["schemas"]["LogEvent"]["oneOf"].to_string();
+    assert!(events.contains("\"const\":\"end\"") && events.contains("LogEnd"), "{events}");
+    let text = d.req(Method::GET, &format!("/api/sandbox/{id}/logs")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("event: end"), "{text}");
+
+    let (status, _) = d.call(Method::DELETE, "/api/sandbox", None).await;
+    assert_eq!(status, 200);
+    assert!(containers_of(&d.owner()).await.is_empty());
+    d.server.shutdown().await;
+}

@@ -55,10 +55,10 @@ pub async fn exec(State(st): State<AppState>, Path(id): Path<String>, body: Byte
     let req: ExecRequest = json_body(&body, "exec request")?;
     match st.sessions.exec(&id, req).await {
         Ok(r) => Ok(Json(r.into())),
-        // The session is there; the request named a directory that is not: a bad request, not a
-        // missing resource (404 is kept for the session itself).
+        // The session is there; the directory the request named is not (404 is kept for the
+        // session itself).
         Err(ApiError::Sandbox(e @ dagger_sandbox::Error::NotFound { what: "working directory", .. })) => {
-            Err(ApiError::BadRequest(format!("cwd: {e}")))
+            Err(ApiError::InSandbox(e))
         }
         Err(e) => Err(e),
     }
