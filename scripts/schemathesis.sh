@@ -70,7 +70,8 @@ echo "daemon pid $DAEMON_PID on $BASE (state dir $STATE)"
 seed_args=()
 [ -n "${SCHEMATHESIS_SEED:-}" ] && seed_args=(--seed "$SCHEMATHESIS_SEED")
 set +e
-"$VENV/bin/schemathesis" --config-file scripts/schemathesis.toml run "$BASE/openapi.json" \
+# From the temp dir: schemathesis keeps a cache of the failures it found in its working directory.
+(cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$OLDPWD/scripts/schemathesis.toml" run "$BASE/openapi.json" \
   --checks all \
   --header "Authorization: Bearer $TOKEN" \
   --max-examples "$MAX_EXAMPLES" \
@@ -78,7 +79,7 @@ set +e
   --request-timeout 90 \
   --generation-database none \
   --report junit --report-dir "$WORK/report" \
-  --no-color "${seed_args[@]}"
+  --no-color "${seed_args[@]}")
 result=$?
 set -e
 
