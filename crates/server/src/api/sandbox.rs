@@ -28,6 +28,15 @@ pub async fn list(
 /// `POST /api/sandbox`.
 pub async fn create(State(st): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<SessionView>), ApiError> {
     let req: CreateRequest = json_body(&body, "create request")?;
+    // Checked here, before any engine is asked, so the answer does not depend on whether a
+    // Dagger engine answers (the OpenAPI document states the same rule).
+    if req.backend.as_deref() == Some("dagger")
+        && (req.command.is_some() || req.ports.as_ref().is_some_and(|p| !p.is_empty()))
+    {
+        return Err(ApiError::BadRequest(
+            "the dagger backend runs no service: leave out command and ports, or use backend \"docker\"".into(),
+        ));
+    }
     let _slot = st.quota.reserve(|| st.sessions.live_count())?;
     let s = st.sessions.create(req).await?;
     Ok((StatusCode::CREATED, Json(SessionView::from(&s))))
