@@ -427,3 +427,36 @@ async fn the_server_answers_what_its_openapi_document_promises() {
     assert!(containers_of(&d.owner()).await.is_empty());
     d.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_being_stopped_answers_session_ended_never_500() {
+    let (_cleanup, dir) = state_dir();
+    let d = Daemon::start(dir.path(), REAP).await;
+    let id = d.create(json!({})).await["id"].as_str().unwrap().to_string();
+    // Exec as fast as possible while the stop removes the container: the window between letting go
+    // of the sandbox and recording the end once answered 500 INTERNAL.
+    let path = format!("/api/sandbox/{id}");
+    let stop = d.call(Method::DELETE, &path, None);
+    let probe = async {
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            let (status, v) =
+                d.call(Method::POST, &format!("/api/sandbox/{id}/exec"), Some(json!({"command": "true"}))).await;
+            seen.push((status, v["error"]["code"].as_str().unwrap_or("").to_string()));
+            if status == 409 && v["error"]["message"].as_str().unwrap_or("").contains("stopped") {
+                break;
+            }
+        }
+        seen
+    };
+    let ((status, _), seen) = tokio::join!(stop, probe);
+    assert_eq!(status, 200);
+    for (status, code) in &seen {
+        assert!(
+            *status == 200 || (*status == 409 && code == "SESSION_ENDED"),
+            "an exec during a stop answered {status} {code}: {seen:?}"
+        );
+    }
+    assert!(seen.iter().any(|(s, _)| *s == 409), "{seen:?}");
+    d.server.shutdown().await;
+}
