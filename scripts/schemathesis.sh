@@ -6,7 +6,7 @@
 #
 # schemathesis is installed with pip into a venv kept between runs (SCHEMATHESIS_VENV, default
 # /var/tmp/dagger-sandbox-venv). SCHEMATHESIS_MAX_EXAMPLES bounds the cases per operation (default
-# 300: about 3 minutes on 2 cores); SCHEMATHESIS_SEED makes a run repeatable.
+# 300: 1 to 3 minutes on 2 cores); SCHEMATHESIS_SEED makes a run repeatable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
