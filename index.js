@@ -42,6 +42,32 @@ function callSync(fn) {
   }
 }
 
+// napi ignores object keys it does not know, so a misspelt option (`imagee`) would silently fall
+// back to a default. These lists (held to binding.d.ts by __tests__/hostile.test.mjs) make it an
+// error, as the bridge and the REST API do.
+const SANDBOX_OPTIONS = [
+  'backend', 'image', 'template', 'workdir', 'timeoutMs', 'env', 'envPassthrough', 'restrictedPaths', 'network',
+  'memoryMb', 'pidsLimit', 'outputCapBytes', 'fallback', 'labels',
+]
+const EXEC_OPTIONS = ['env', 'cwd', 'timeoutMs', 'stdin', 'signal', 'onStdout', 'onStderr']
+
+/** Refuses a `what` that is not a plain object (absent is fine unless `required`) or has unknown keys. */
+function checkObject(what, value, { known, required = false } = {}) {
+  if ((value === undefined || value === null) && !required) return
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || Buffer.isBuffer(value)) {
+    const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value
+    throw new SandboxError('INVALID_ARGUMENT', `invalid argument: ${what} must be an object, got ${got}`)
+  }
+  if (!known) return
+  const unknown = Object.keys(value).find((k) => !known.includes(k))
+  if (unknown !== undefined) {
+    throw new SandboxError(
+      'INVALID_ARGUMENT',
+      `invalid argument: unknown ${what} key ${JSON.stringify(unknown)}; known: ${known.join(', ')}`,
+    )
+  }
+}
+
 // Only `create()` and `fork()` may construct a DaggerSandbox.
 const kNative = Symbol('dagger-sandbox.native')
 
@@ -55,6 +81,7 @@ class DaggerSandbox {
   }
 
   static async create(options) {
+    checkObject('options', options, { known: SANDBOX_OPTIONS })
     return new DaggerSandbox(kNative, await call(() => NativeSandbox.create(options)))
   }
 
@@ -75,6 +102,7 @@ class DaggerSandbox {
   }
 
   async exec(command, options) {
+    checkObject('exec options', options, { known: EXEC_OPTIONS })
     const { signal, onStdout, onStderr, ...rest } = options ?? {}
     if (signal?.aborted) {
       throw new SandboxError('CANCELLED', `sandbox ${this.id}: exec ${command} was cancelled before it started`, {
@@ -114,10 +142,16 @@ class DaggerSandbox {
   }
 
   writeFile(path, contents, options) {
-    return call(() => this.#native.writeFile(path, contents, options?.mode))
+    return call(() => {
+      checkObject('writeFile options', options, { known: ['mode'] })
+      return this.#native.writeFile(path, contents, options?.mode)
+    })
   }
   writeFiles(files) {
-    return call(() => this.#native.writeFiles(files))
+    return call(() => {
+      checkObject('files', files, { required: true })
+      return this.#native.writeFiles(files)
+    })
   }
   readFile(path) {
     return call(() => this.#native.readFile(path))
@@ -145,14 +179,20 @@ class DaggerSandbox {
     return this
   }
   withEnvs(vars) {
-    callSync(() => this.#native.withEnvs(vars))
+    callSync(() => {
+      checkObject('env', vars, { required: true })
+      this.#native.withEnvs(vars)
+    })
     return this
   }
   exportDirectory(containerPath, hostPath) {
     return call(() => this.#native.exportDirectory(containerPath, hostPath))
   }
   refreshFromHost(hostPath, containerPath, options) {
-    return call(() => this.#native.refreshFromHost(hostPath, containerPath, options?.exclude))
+    return call(() => {
+      checkObject('refreshFromHost options', options, { known: ['exclude'] })
+      return this.#native.refreshFromHost(hostPath, containerPath, options?.exclude)
+    })
   }
   async fork() {
     return new DaggerSandbox(kNative, await call(() => this.#native.fork()))

@@ -3,8 +3,10 @@
 # the local test images available (scripts/engine.sh), checks formatting and lints, then runs the
 # unit tests, the conformance suite against every backend (it prints a count per backend, and a
 # SKIPPED line for a backend that cannot run here), the integration tests (the stdio bridge binary
-# under hostile input among them), the Python client's tests against the real bridge, the MCP server under the official
-# MCP Python SDK (scripts/mcp-test.sh), and the
+# under hostile input among them), a property-based run of the daemon's OpenAPI document with
+# schemathesis (scripts/schemathesis.sh: every check, against a real daemon on Docker; installs
+# schemathesis with pip into a venv kept in /var/tmp), the Python client's tests against the real
+# bridge, the MCP server under the official MCP Python SDK (scripts/mcp-test.sh), and the
 # Node package (scripts/node-test.sh: debug addon build, node:test suite, tsc --strict type test,
 # npm pack consumer check).
 #
@@ -19,6 +21,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== schemathesis: the daemon against its OpenAPI document"
+bash scripts/schemathesis.sh
 echo "== python package (clients/python)"
 bash scripts/python-test.sh
 bash scripts/go-test.sh  # the Go client: gofmt, go vet, go test -race against the bridge and Docker

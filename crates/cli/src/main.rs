@@ -105,7 +105,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
-/// `<message> (<CODE>)` for errors that carry a stable code, the whole chain otherwise.
+/// `<message> (<CODE>)` for errors that carry a stable code (a host I/O failure is `IO_ERROR`), the
+/// whole chain otherwise.
 fn describe(e: &anyhow::Error) -> String {
     for cause in e.chain() {
         if let Some(c) = cause.downcast_ref::<client::CodedError>() {
@@ -114,6 +115,9 @@ fn describe(e: &anyhow::Error) -> String {
         if let Some(c) = cause.downcast_ref::<dagger_sandbox::Error>() {
             return format!("{} ({})", context_prefix(e, cause, &c.to_string()), c.code().as_str());
         }
+    }
+    if e.chain().any(|c| c.is::<std::io::Error>()) {
+        return format!("{e:#} (IO_ERROR)");
     }
     format!("{e:#}")
 }

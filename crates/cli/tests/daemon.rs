@@ -372,7 +372,15 @@ fn fifty_concurrent_creates_all_succeed() {
     let started = Instant::now();
     let outputs: Vec<std::process::Output> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..50)
-            .map(|_| scope.spawn(|| h.run(&["create", "--image", BUSYBOX, "--backend", "docker", "--json"])))
+            .map(|_| {
+                scope.spawn(|| {
+                    // The daemon one of them starts inherits this: room for all 50 (default 32).
+                    let mut cmd = h.cmd();
+                    cmd.args(["create", "--image", BUSYBOX, "--backend", "docker", "--json"])
+                        .env("DAGGER_SANDBOX_MAX_SANDBOXES", "50");
+                    common::run_bounded(&mut cmd, Duration::from_secs(180))
+                })
+            })
             .collect();
         handles.into_iter().map(|t| t.join().unwrap()).collect()
     });

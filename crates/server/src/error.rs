@@ -25,9 +25,25 @@ pub enum ApiError {
         /// Why it ended.
         reason: String,
     },
+    /// The daemon already holds its maximum of live sandboxes (`--max-sandboxes`).
+    #[error(
+        "this daemon already holds {held} of its {max} live sandboxes (--max-sandboxes); stop one \
+         (DELETE /api/sandbox/{{id}}) or raise the limit, then create again"
+    )]
+    QuotaExceeded {
+        /// The cap.
+        max: usize,
+        /// How many are held or being created.
+        held: usize,
+    },
     /// A sandbox call failed; its own code is passed through unchanged.
     #[error("{0}")]
     Sandbox(#[from] dagger_sandbox::Error),
+    /// A sandbox call failed because of something the request named inside the sandbox (an exec's
+    /// `cwd` that does not exist): the core's code, with 409, since the route's own resource (the
+    /// session) is there and 404 would say it is not.
+    #[error("{0}")]
+    InSandbox(dagger_sandbox::Error),
     /// The session registry failed.
     #[error("session registry: {0}")]
     Store(#[from] dagger_sandbox_store::StoreError),
@@ -48,7 +64,8 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::SessionEnded { .. } => "SESSION_ENDED",
             ApiError::TooLarge(_) => "TOO_LARGE",
-            ApiError::Sandbox(e) => e.code().as_str(),
+            ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
+            ApiError::Sandbox(e) | ApiError::InSandbox(e) => e.code().as_str(),
             ApiError::Store(e) if e.code() == "INVALID_ARGUMENT" => "INVALID_ARGUMENT",
             ApiError::Store(_) | ApiError::Internal(_) => "INTERNAL",
         }
@@ -56,7 +73,10 @@ impl ApiError {
 
     /// The HTTP status of this error, by its code.
     pub fn status(&self) -> StatusCode {
-        status_of(self.code())
+        match self {
+            ApiError::InSandbox(_) => StatusCode::CONFLICT,
+            _ => status_of(self.code()),
+        }
     }
 
     /// A `NOT_FOUND` for a session id nobody knows.
@@ -73,6 +93,10 @@ pub fn status_of(code: &str) -> StatusCode {
         "RESTRICTED_PATH" => StatusCode::FORBIDDEN,
         "NOT_FOUND" => StatusCode::NOT_FOUND,
         "SESSION_ENDED" | "CLOSED" => StatusCode::CONFLICT,
+        "QUOTA_EXCEEDED" => StatusCode::TOO_MANY_REQUESTS,
+        // The engine refused or failed (an image that cannot be pulled, a container that died):
+        // the daemon's upstream failed, not the daemon.
+        "ENGINE_ERROR" => StatusCode::BAD_GATEWAY,
         "ENGINE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
         "TIMEOUT" => StatusCode::GATEWAY_TIMEOUT,
         "TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
@@ -107,15 +131,17 @@ mod tests {
             ErrorCode::RestrictedPath => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Closed => 409,
+            ErrorCode::EngineError => 502,
             ErrorCode::EngineUnavailable => 503,
             ErrorCode::Timeout => 504,
             ErrorCode::TooLarge => 413,
-            ErrorCode::Cancelled | ErrorCode::EngineError | ErrorCode::IoError => 500,
+            ErrorCode::Cancelled | ErrorCode::IoError => 500,
         };
         for c in ErrorCode::ALL {
             assert_eq!(status_of(c.as_str()).as_u16(), expect(c), "{c}");
         }
         assert_eq!(ApiError::SessionEnded { id: "x".into(), reason: "expired".into() }.status(), 409);
         assert_eq!(ApiError::Unauthorized("no".into()).status(), 401);
+        assert_eq!(ApiError::QuotaExceeded { max: 2, held: 2 }.status(), 429);
     }
 }

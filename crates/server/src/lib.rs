@@ -9,16 +9,19 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod guard;
+pub mod listen;
 pub mod logs;
 pub mod mcp;
 pub mod metrics;
 pub mod openapi;
+pub mod quota;
 pub mod reaper;
 pub mod reconcile;
 pub mod sessions;
 pub mod state;
 pub mod templates;
 pub mod views;
+pub mod whole;
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -43,6 +46,27 @@ pub struct ServeOptions {
     pub state_dir: PathBuf,
     /// How often the reaper looks for expired sessions.
     pub reap_interval: Duration,
+    /// Most sandboxes held at once; a create beyond it gets `QUOTA_EXCEEDED` (429).
+    pub max_sandboxes: usize,
+    /// How long a client has to send a request's headers before its connection is closed.
+    pub header_timeout: Duration,
+    /// Longest pause inside a request body before the request fails.
+    pub body_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    /// `127.0.0.1:7878`, the default state dir, a 5-minute reap, 32 sandboxes, 10 s for headers,
+    /// 30 s of body silence.
+    fn default() -> Self {
+        ServeOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            state_dir: state::default_state_dir(),
+            reap_interval: Duration::from_secs(300),
+            max_sandboxes: quota::DEFAULT_MAX_SANDBOXES,
+            header_timeout: listen::DEFAULT_HEADER_TIMEOUT,
+            body_timeout: listen::DEFAULT_BODY_TIMEOUT,
+        }
+    }
 }
 
 /// The lock file that keeps two daemons off one state dir (each would remove the other's
@@ -165,6 +189,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     if opts.reap_interval.is_zero() {
         anyhow::bail!("the reap interval must be greater than 0");
     }
+    if opts.max_sandboxes == 0 {
+        anyhow::bail!("the maximum of sandboxes must be at least 1");
+    }
+    if opts.header_timeout.is_zero() || opts.body_timeout.is_zero() {
+        anyhow::bail!("the header and body read timeouts must be greater than 0");
+    }
     state::ensure_dir(&opts.state_dir)
         .with_context(|| format!("creating the state dir {}", opts.state_dir.display()))?;
     let state_dir = std::fs::canonicalize(&opts.state_dir)
@@ -173,6 +203,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let token = state::load_or_create_token(&state_dir)
         .with_context(|| format!("reading or creating the token in {}", state_dir.display()))?;
     let templates = templates::load(&state_dir)?;
+    let openapi = Arc::new(openapi::document(&templates.names()));
     let db = state::db_path(&state_dir);
     let store = tokio::task::spawn_blocking(move || dagger_sandbox_store::Store::open(&db))
         .await?
@@ -192,13 +223,17 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let token_arc: Arc<str> = Arc::from(token.as_str());
-    let app_state = api::AppState { sessions: sessions.clone(), shutdown: shutdown.clone(), token: token_arc.clone() };
+    let app_state = api::AppState {
+        sessions: sessions.clone(),
+        shutdown: shutdown.clone(),
+        token: token_arc.clone(),
+        quota: Arc::new(quota::Quota::new(opts.max_sandboxes)),
+        openapi,
+    };
     let mcp = mcp::service(&sessions, shutdown.clone()).context("configuring the MCP server at /mcp")?;
     let app = api::router(app_state, token_arc, mcp);
-    let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
-    });
+    let timeouts = listen::ReadTimeouts { headers: opts.header_timeout, body_idle: opts.body_timeout };
+    let server = tokio::spawn(listen::serve(listener, app, timeouts, shutdown.clone()));
     let reaper = tokio::spawn(reaper::run(sessions.clone(), opts.reap_interval, shutdown.clone()));
     let info = state::DaemonInfo {
         addr: addr.to_string(),

@@ -1,5 +1,7 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`, written out by hand from docs/rest-api.md;
-//! a test holds it to the router's route table so neither can drift from the other.
+//! a test holds it to the router's route table so neither can drift from the other, and
+//! scripts/schemathesis.sh holds it to the server's answers: whatever the schemas allow, the server
+//! accepts, and every status the server answers is listed.
 
 use serde_json::{json, Value};
 
@@ -19,6 +21,70 @@ fn session_errors() -> Value {
     })
 }
 
+/// The answers of a route that calls the engine.
+fn engine_errors() -> Value {
+    json!({
+        "502": {"description": "ENGINE_ERROR: the engine refused or failed the operation (its message is quoted)", "content": error_ref()},
+        "503": {"description": "ENGINE_UNAVAILABLE: the engine does not answer", "content": error_ref()},
+    })
+}
+
+/// A string with at least one character that is not white space (what the server calls non-empty).
+fn non_blank() -> Value {
+    json!({"type": "string", "minLength": 1, "pattern": "\\S"})
+}
+
+/// A string without NUL bytes (they cannot reach a process, a path or an environment).
+fn no_nul() -> Value {
+    json!({"type": "string", "pattern": "^[^\\x00]*$"})
+}
+
+/// An absolute sandbox path.
+fn absolute_path() -> Value {
+    json!({"type": "string", "pattern": "^/[^\\x00]*$"})
+}
+
+/// Environment variables: names without `=` or NUL, values without NUL.
+fn env_schema() -> Value {
+    json!({"type": "object", "propertyNames": {"minLength": 1, "pattern": "^[^=\\x00]+$"}, "additionalProperties": no_nul()})
+}
+
+/// What a client does next with a session it created. `stopSession` is left out on purpose: a
+/// stopped session stays readable (`GET` answers it as `terminated`), which a fuzzer's
+/// use-after-free check would read as a leak; the log stream is left out because with
+/// `follow=true` it stays open as long as the session lives.
+fn session_links() -> Value {
+    let id = json!({"id": "$response.body#/id"});
+    let mut links = serde_json::Map::new();
+    for op in ["getSession", "execCommand", "extendSession", "readFile", "writeFile"] {
+        links.insert(op.to_string(), json!({"operationId": op, "parameters": id}));
+    }
+    Value::Object(links)
+}
+
+/// `schema` or `null` (the server reads a `null` field as an absent one).
+fn or_null(schema: Value) -> Value {
+    json!({"anyOf": [schema, {"type": "null"}]})
+}
+
+/// One server-sent event: its name and its JSON `data` (schemathesis and the OpenAPI 3.1 reading:
+/// the media type's schema describes each event).
+fn sse_event(name: &str, data: &str) -> Value {
+    json!({
+        "type": "object", "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": {"$ref": format!("#/components/schemas/{data}")}}
+        }
+    })
+}
+
+/// The bad-query answer of a route with query parameters.
+fn bad_query() -> Value {
+    json!({"400": {"description": "a malformed query parameter", "content": error_ref()}})
+}
+
 fn merge(mut a: Value, b: Value) -> Value {
     if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
         a.extend(b);
@@ -31,13 +97,15 @@ fn id_param() -> Value {
 }
 
 fn path_query() -> Value {
-    json!({"name": "path", "in": "query", "required": true, "schema": {"type": "string"},
-           "description": "sandbox path, absolute or relative to the working directory"})
+    json!({"name": "path", "in": "query", "required": true,
+           "schema": {"type": "string", "minLength": 1, "pattern": "^[^\\x00]+$", "not": {"pattern": "^[/.]*$"}},
+           "description": "a file's sandbox path, absolute or relative to the working directory (not the root, `.` or `..`)"})
 }
 
-/// The document.
-pub fn document() -> Value {
+/// The document of a daemon whose templates are `templates` (a create may name only those).
+pub fn document(templates: &[&str]) -> Value {
     let nullable_string = json!({"type": ["string", "null"]});
+    let ttl = json!({"type": "integer", "minimum": 1, "maximum": crate::sessions::MAX_TTL_SECONDS});
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -49,23 +117,23 @@ pub fn document() -> Value {
         "security": [{"bearer": []}],
         "paths": {
             "/": {"get": {
-                "summary": "Dashboard page (it reads the token from its own `?token=`)", "security": [],
+                "operationId": "dashboard", "summary": "Dashboard page (it reads the token from its own `?token=`)", "security": [],
                 "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}}
             }},
             "/assets/app.js": {"get": {
-                "summary": "Dashboard script", "security": [],
+                "operationId": "dashboardScript", "summary": "Dashboard script", "security": [],
                 "responses": {"200": {"description": "JavaScript module", "content": {"text/javascript": {}}}}
             }},
             "/assets/style.css": {"get": {
-                "summary": "Dashboard style sheet", "security": [],
+                "operationId": "dashboardStyle", "summary": "Dashboard style sheet", "security": [],
                 "responses": {"200": {"description": "CSS", "content": {"text/css": {}}}}
             }},
             "/openapi.json": {"get": {
-                "summary": "This document", "security": [],
+                "operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}
             }},
             "/metrics": {"get": {
-                "summary": "Prometheus metrics", "security": [],
+                "operationId": "metrics", "summary": "Prometheus metrics", "security": [],
                 "responses": {"200": {"description": "text format 0.0.4", "content": {"text/plain": {}}}}
             }},
             "/api/identity": {"get": {
@@ -84,7 +152,7 @@ pub fn document() -> Value {
                 }
             }},
             "/api/health": {"get": {
-                "summary": "Daemon health",
+                "operationId": "health", "summary": "Daemon health",
                 "responses": {
                     "200": {"description": "healthy", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
                     "401": {"description": "missing or wrong bearer token", "content": error_ref()}
@@ -92,70 +160,70 @@ pub fn document() -> Value {
             }},
             "/api/sandbox": {
                 "get": {
-                    "summary": "List sessions, newest first",
+                    "operationId": "listSessions", "summary": "List sessions, newest first",
                     "parameters": [{"name": "all", "in": "query", "schema": {"type": "boolean"},
-                                    "description": "include terminated sessions"}],
-                    "responses": {
+                                    "description": "include terminated sessions (`true` or `false`)"}],
+                    "responses": merge(json!({
                         "200": {"description": "sessions", "content": {"application/json": {"schema": {
                             "type": "object", "required": ["sandboxes"],
                             "properties": {"sandboxes": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}}}
                         }}}},
                         "401": {"description": "missing or wrong bearer token", "content": error_ref()}
-                    }
+                    }), bad_query())
                 },
                 "post": {
-                    "summary": "Create a session",
+                    "operationId": "createSession", "summary": "Create a session",
                     "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateRequest"}}}},
-                    "responses": {
-                        "201": {"description": "created (and its service ready)", "content": session_ref()},
+                    "responses": merge(json!({
+                        "201": {"description": "created (and its service ready)", "content": session_ref(), "links": session_links()},
                         "400": {"description": "invalid request; nothing was created", "content": error_ref()},
                         "401": {"description": "missing or wrong bearer token", "content": error_ref()},
-                        "503": {"description": "no engine for the backend", "content": error_ref()},
+                        "429": {"description": "QUOTA_EXCEEDED: the daemon holds its maximum of sandboxes (--max-sandboxes); nothing was created", "content": error_ref()},
+                        "502": {"description": "ENGINE_ERROR: the engine could not create it (an image that is not on the engine and cannot be pulled, a service command that exited); nothing was created", "content": error_ref()},
                         "504": {"description": "the service did not accept connections in time", "content": error_ref()}
-                    }
+                    }), json!({"503": engine_errors()["503"].clone()}))
                 },
                 "delete": {
-                    "summary": "Stop every session that is not terminated",
-                    "responses": {
+                    "operationId": "stopAllSessions", "summary": "Stop every session that is not terminated",
+                    "responses": merge(json!({
                         "200": {"description": "how many were stopped", "content": {"application/json": {"schema": {
                             "type": "object", "required": ["stopped"], "properties": {"stopped": {"type": "integer"}}
                         }}}},
                         "401": {"description": "missing or wrong bearer token", "content": error_ref()}
-                    }
+                    }), engine_errors())
                 }
             },
             "/api/sandbox/{id}": {
                 "parameters": [id_param()],
                 "get": {
-                    "summary": "One session",
+                    "operationId": "getSession", "summary": "One session",
                     "responses": merge(json!({"200": {"description": "the session", "content": session_ref()}}), session_errors())
                 },
                 "delete": {
-                    "summary": "Stop a session; its engine resources are removed before the answer",
-                    "responses": merge(json!({"200": {"description": "the terminated session", "content": session_ref()}}), session_errors())
+                    "operationId": "stopSession", "summary": "Stop a session; its engine resources are removed before the answer",
+                    "responses": merge(merge(json!({"200": {"description": "the terminated session", "content": session_ref()}}), session_errors()), engine_errors())
                 }
             },
             "/api/sandbox/{id}/exec": {
                 "parameters": [id_param()],
                 "post": {
-                    "summary": "Run a command (sh -c); a non-zero exit is a result",
+                    "operationId": "execCommand", "summary": "Run a command (sh -c); a non-zero exit is a result",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecRequest"}}}},
                     "responses": merge(json!({
                         "200": {"description": "the result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecResult"}}}},
                         "400": {"description": "invalid request", "content": error_ref()},
-                        "409": {"description": "the session has ended", "content": error_ref()},
-                        "503": {"description": "the session's engine does not answer yet; retry later", "content": error_ref()},
+                        "409": {"description": "the session has ended (SESSION_ENDED), or `cwd` does not exist in the sandbox (NOT_FOUND)", "content": error_ref()},
                         "504": {"description": "the command timed out and was killed", "content": error_ref()}
-                    }), session_errors())
+                    }), merge(session_errors(), engine_errors()))
                 }
             },
             "/api/sandbox/{id}/extend": {
                 "parameters": [id_param()],
                 "post": {
-                    "summary": "Move expiresAt to max(expiresAt, now) + ttlSeconds",
+                    "operationId": "extendSession", "summary": "Move expiresAt to max(expiresAt, now) + ttlSeconds",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {
                         "type": "object", "required": ["ttlSeconds"], "additionalProperties": false,
-                        "properties": {"ttlSeconds": {"type": "integer", "minimum": 1}}
+                        "properties": {"ttlSeconds": ttl.clone()}
                     }}}},
                     "responses": merge(json!({
                         "200": {"description": "the session", "content": session_ref()},
@@ -167,18 +235,17 @@ pub fn document() -> Value {
             "/api/sandbox/{id}/files": {
                 "parameters": [id_param(), path_query()],
                 "get": {
-                    "summary": "Read a file, byte for byte, streamed",
+                    "operationId": "readFile", "summary": "Read a file, byte for byte, streamed",
                     "description": "Streamed as it is read, with its Content-Length. A file over 1 GiB (1073741824 bytes) is 413 TOO_LARGE before any of it is read.",
                     "responses": merge(json!({
                         "200": {"description": "the bytes", "content": {"application/octet-stream": {}}},
                         "400": {"description": "invalid path, or not a regular file", "content": error_ref()},
                         "409": {"description": "the session has ended", "content": error_ref()},
-                        "413": {"description": "the file is over the download limit", "content": error_ref()},
-                        "503": {"description": "the session's engine does not answer yet; retry later", "content": error_ref()}
-                    }), session_errors())
+                        "413": {"description": "the file is over the download limit", "content": error_ref()}
+                    }), merge(session_errors(), engine_errors()))
                 },
                 "put": {
-                    "summary": "Write a file (parent directories created)",
+                    "operationId": "writeFile", "summary": "Write a file (parent directories created)",
                     "parameters": [{"name": "mode", "in": "query", "schema": {"type": "string", "pattern": "^[0-7]{1,4}$"},
                                     "description": "octal permission bits, default 644"}],
                     "description": "The body is streamed to a host spool file, then into the sandbox in one write: a body that fails halfway writes nothing. At most 256 MiB (268435456 bytes); a bigger one is 413 TOO_LARGE.",
@@ -188,22 +255,21 @@ pub fn document() -> Value {
                         "400": {"description": "invalid path or mode", "content": error_ref()},
                         "403": {"description": "restricted path", "content": error_ref()},
                         "409": {"description": "the session has ended", "content": error_ref()},
-                        "413": {"description": "the body is over the upload limit", "content": error_ref()},
-                        "503": {"description": "the session's engine does not answer yet; retry later", "content": error_ref()}
-                    }), session_errors())
+                        "413": {"description": "the body is over the upload limit", "content": error_ref()}
+                    }), merge(session_errors(), engine_errors()))
                 }
             },
             "/api/sandbox/{id}/logs": {
                 "parameters": [id_param()],
                 "get": {
-                    "summary": "Output as server-sent events (`log` events, then one `end` event)",
+                    "operationId": "streamLogs", "summary": "Output as server-sent events (`log` events, then one `end` event)",
                     "description": "An EventSource client may pass the token as ?token= on this route only.",
                     "security": [{"bearer": []}, {"queryToken": []}],
                     "parameters": [{"name": "follow", "in": "query", "schema": {"type": "boolean"},
-                                    "description": "keep the stream open until the session ends"}],
-                    "responses": merge(json!({
-                        "200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/LogLine"}}}}
-                    }), session_errors())
+                                    "description": "keep the stream open until the session ends (`true` or `false`)"}],
+                    "responses": merge(merge(json!({
+                        "200": {"description": "event stream: `log` events (LogLine), then one `end` event (LogEnd)", "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/LogEvent"}}}}
+                    }), session_errors()), bad_query())
                 }
             }
         },
@@ -218,8 +284,8 @@ pub fn document() -> Value {
                     "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                         "code": {"type": "string", "enum": [
                             "INVALID_ARGUMENT", "INVALID_PATH", "RESTRICTED_PATH", "NOT_FOUND", "TIMEOUT", "CANCELLED",
-                            "CLOSED", "ENGINE_UNAVAILABLE", "ENGINE_ERROR", "IO_ERROR", "TOO_LARGE", "UNAUTHORIZED",
-                            "SESSION_ENDED", "INTERNAL"
+                            "CLOSED", "ENGINE_UNAVAILABLE", "ENGINE_ERROR", "IO_ERROR", "UNAUTHORIZED", "FORBIDDEN",
+                            "SESSION_ENDED", "QUOTA_EXCEEDED", "TOO_LARGE", "METHOD_NOT_ALLOWED", "INTERNAL"
                         ]},
                         "message": {"type": "string"}
                     }}}
@@ -261,25 +327,34 @@ pub fn document() -> Value {
                 "CreateRequest": {
                     "type": "object", "additionalProperties": false,
                     "properties": {
-                        "template": {"type": "string"}, "image": {"type": "string"},
-                        "backend": {"enum": ["auto", "dagger", "docker", "local"]},
+                        "template": or_null(json!({"enum": templates, "description": "a built-in template or one of the daemon's templates.json"})),
+                        "image": or_null(non_blank()),
+                        "backend": {"enum": ["auto", "dagger", "docker", "local", null]},
                         "projectId": nullable_string, "userId": nullable_string,
-                        "ttlSeconds": {"type": "integer", "minimum": 1},
-                        "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
-                        "command": {"type": "string"},
-                        "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "workingDirectory": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "fallback": {"type": "boolean", "description": "backend auto only: allow the local backend (process isolation, commands run on the host) when no container engine answers; default false"}
-                    }
+                        "ttlSeconds": or_null(ttl),
+                        "ports": or_null(json!({"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                  "description": "needs `command`"})),
+                        "command": or_null(non_blank()),
+                        "env": env_schema(),
+                        "workingDirectory": or_null(absolute_path()),
+                        "metadata": {"type": ["object", "null"]},
+                        "fallback": {"type": ["boolean", "null"], "description": "backend auto only: allow the local backend (process isolation, commands run on the host) when no container engine answers; default false"}
+                    },
+                    "description": "`ports` needs `command`; the dagger backend runs no service (no `command`, no `ports`)",
+                    "allOf": [
+                        {"if": {"required": ["ports"], "properties": {"ports": {"type": "array", "minItems": 1}}},
+                         "then": {"required": ["command"], "properties": {"command": non_blank()}}},
+                        {"if": {"required": ["backend"], "properties": {"backend": {"const": "dagger"}}},
+                         "then": {"properties": {"command": {"type": "null"}, "ports": {"type": "null"}}}}
+                    ]
                 },
                 "ExecRequest": {
                     "type": "object", "required": ["command"], "additionalProperties": false,
                     "properties": {
-                        "command": {"type": "string"},
-                        "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "cwd": nullable_string,
-                        "timeoutMs": {"type": ["integer", "null"], "minimum": 1},
+                        "command": non_blank(),
+                        "env": env_schema(),
+                        "cwd": {"type": ["string", "null"], "minLength": 1, "pattern": "^[^\\x00]*$"},
+                        "timeoutMs": {"type": ["integer", "null"], "minimum": 1, "maximum": u64::MAX},
                         "stdin": nullable_string
                     }
                 },
@@ -297,7 +372,16 @@ pub fn document() -> Value {
                         "text": {"type": "string"},
                         "at": {"type": "string", "format": "date-time"}
                     }
-                }
+                },
+                "LogEnd": {
+                    "type": "object", "required": ["status", "endedReason"],
+                    "description": "the data of the stream's last event, `end`: the session's status at that moment",
+                    "properties": {
+                        "status": {"enum": ["active", "paused", "terminated", "unknown"]},
+                        "endedReason": {"type": ["string", "null"], "enum": ["stopped", "expired", "lost", "failed", null]}
+                    }
+                },
+                "LogEvent": {"oneOf": [sse_event("log", "LogLine"), sse_event("end", "LogEnd")]}
             }
         }
     })
@@ -326,7 +410,7 @@ mod tests {
         let mut served: Vec<(String, String)> =
             crate::api::routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         served.sort();
-        let documented = documented_routes(&document());
+        let documented = documented_routes(&document(&["node"]));
         let missing: Vec<_> = served.iter().filter(|r| !documented.contains(r)).collect();
         let extra: Vec<_> = documented.iter().filter(|r| !served.contains(r)).collect();
         assert!(missing.is_empty(), "routes served but not documented: {missing:?}");
@@ -335,7 +419,7 @@ mod tests {
 
     #[test]
     fn every_ref_points_at_a_schema() {
-        let doc = document();
+        let doc = document(&["node"]);
         let text = doc.to_string();
         for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
             let name = &piece[..piece.find('"').unwrap()];

@@ -1,7 +1,7 @@
 //! The live session registry: the sandboxes this daemon holds (with their service and log), kept
 //! in step with the SQLite store, and the one place where sessions are created and stopped.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,8 +85,9 @@ pub struct Sessions {
     templates: Templates,
     inventory: Inventory,
     live: Mutex<HashMap<String, Arc<Live>>>,
-    /// Sessions being taken back right now, so two callers never reattach one sandbox twice.
-    retaking: Mutex<HashSet<String>>,
+    /// Sessions being taken back (`false`) or stopped (`true`) right now, so two callers never
+    /// reattach one sandbox twice and a stop is never undone by a take-back.
+    retaking: Mutex<HashMap<String, bool>>,
     /// This registry, for work that outlives a call (taking a session back on use).
     me: std::sync::Weak<Sessions>,
     ended_logs: Mutex<VecDeque<(String, Arc<LogBuffer>)>>,
@@ -133,7 +134,7 @@ impl Sessions {
             templates,
             inventory: Inventory::new(),
             live: Mutex::new(HashMap::new()),
-            retaking: Mutex::new(HashSet::new()),
+            retaking: Mutex::new(HashMap::new()),
             ended_logs: Mutex::new(VecDeque::new()),
             counters: Counters::default(),
             ready_timeout: dagger_sandbox::DEFAULT_READY_TIMEOUT,
@@ -170,6 +171,11 @@ impl Sessions {
     /// The held sandbox of `id`, if this daemon holds it.
     pub fn live(&self, id: &str) -> Option<Arc<Live>> {
         self.live_map().get(id).cloned()
+    }
+
+    /// How many sandboxes are held.
+    pub fn live_count(&self) -> usize {
+        self.live_map().len()
     }
 
     /// Ids of every sandbox held.
@@ -218,7 +224,12 @@ impl Sessions {
                 id: id.to_string(),
                 reason: s.ended_reason.unwrap_or_else(|| "unknown".into()),
             }),
-            // Not held: its engine did not answer when the daemon started. Try again now.
+            // Not held but not terminated: a stop is under way (it lets go of the sandbox before it
+            // records the end), so the session has ended for every caller...
+            _ if takeback::Retaking::is_stopping(self, id) => {
+                Err(ApiError::SessionEnded { id: id.to_string(), reason: "stopping".into() })
+            }
+            // ...or its engine did not answer when the daemon started: try again now.
             _ => match self.me.upgrade() {
                 Some(me) => me.take_back_now(&s).await,
                 None => Err(ApiError::Internal("the daemon is shutting down".into())),
@@ -407,7 +418,7 @@ impl Sessions {
     /// terminated with `reason`. A terminated session is returned unchanged; `None` if unknown.
     pub async fn stop(&self, id: &str, reason: &str) -> Result<Option<Session>, ApiError> {
         // Keeps the periodic retry from taking back a sandbox this stop is removing.
-        let _mark = takeback::Retaking::hold(self, id);
+        let _mark = takeback::Retaking::hold_for_stop(self, id);
         let live = self.live_map().remove(id);
         match &live {
             Some(live) => {

@@ -23,8 +23,10 @@ pub struct CreateRequest {
     /// A user the session belongs to.
     pub user_id: Option<String>,
     /// Lifetime in seconds (default 3600).
+    #[serde(default, deserialize_with = "crate::whole::option")]
     pub ttl_seconds: Option<u64>,
     /// Container ports to forward to 127.0.0.1; needs `command`.
+    #[serde(default, deserialize_with = "crate::whole::option_list")]
     pub ports: Option<Vec<u16>>,
     /// A command run as a service from the sandbox state.
     pub command: Option<String>,
@@ -53,6 +55,7 @@ pub struct ExecRequest {
     /// Working directory for this call.
     pub cwd: Option<String>,
     /// Timeout for this call in milliseconds (default: the sandbox's, 600000).
+    #[serde(default, deserialize_with = "crate::whole::option")]
     pub timeout_ms: Option<u64>,
     /// Text fed to standard input.
     pub stdin: Option<String>,

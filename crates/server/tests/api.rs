@@ -91,6 +91,7 @@ async fn the_daemon_refuses_a_public_address_and_a_second_daemon_on_its_state_di
         addr: addr.parse().unwrap(),
         state_dir: dir.path().to_path_buf(),
         reap_interval: REAP,
+        ..Default::default()
     };
     let err = dagger_sandbox_server::start(opts("0.0.0.0:0")).await.err().expect("refused");
     assert!(err.to_string().contains("loopback"), "{err}");
@@ -233,7 +234,7 @@ async fn unknown_ids_are_404_and_bad_input_is_400_with_nothing_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_creates_all_succeed() {
     let (_cleanup, dir) = state_dir();
-    let d = Daemon::start(dir.path(), REAP).await;
+    let d = Daemon::start_with(dir.path(), |o| o.max_sandboxes = 50).await;
     let started = std::time::Instant::now();
     let creates = (0..50).map(|i| {
         d.call(
@@ -288,6 +289,7 @@ async fn templates_from_the_state_dir_give_image_and_working_directory() {
         addr: "127.0.0.1:0".parse().unwrap(),
         state_dir: dir.path().to_path_buf(),
         reap_interval: REAP,
+        ..Default::default()
     };
     let err = dagger_sandbox_server::start(opts).await.err().expect("a bad templates.json stops the start");
     assert!(format!("{err:#}").contains("templates.json") && format!("{err:#}").contains("imgae"), "{err:#}");
@@ -367,5 +369,110 @@ async fn foreign_hosts_and_origins_are_refused_and_every_error_is_json() {
         assert!(r.headers().get("allow").is_some(), "{m}: Allow is kept");
         assert!(is_error(&r.json().await.unwrap(), "METHOD_NOT_ALLOWED"), "{m}");
     }
+    d.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_answers_what_its_openapi_document_promises() {
+    let (_cleanup, dir) = state_dir();
+    let d = Daemon::start(dir.path(), REAP).await;
+    let doc: Value = d.http.get(d.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let create = &doc["paths"]["/api/sandbox"]["post"]["responses"];
+
+    // An image that is not on the engine and cannot be pulled: a documented 502 quoting the
+    // engine, not a 500, and nothing is left behind.
+    let (status, v) =
+        d.call(Method::POST, "/api/sandbox", Some(json!({"image": "no-such-registry.invalid/nothing:1"}))).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (502, Some("ENGINE_ERROR")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("could not be pulled"), "{v}");
+    assert!(create.get("502").is_some() && create.get("429").is_some(), "{create}");
+
+    // Boolean query parameters are exactly true or false, and the 400 is documented.
+    for path in ["/api/sandbox?all=null", "/api/sandbox?all=", "/api/sandbox?all=1"] {
+        let (status, v) = d.call(Method::GET, path, None).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{path}: {v}");
+    }
+    assert!(doc["paths"]["/api/sandbox"]["get"]["responses"].get("400").is_some());
+    assert!(doc["paths"]["/api/sandbox/{id}/logs"]["get"]["responses"].get("400").is_some());
+
+    // 3600.0 is the integer 3600 (JSON Schema's reading); the maximum is the server's.
+    let s = d.create(json!({"ttlSeconds": 3600.0})).await;
+    let id = s["id"].as_str().unwrap();
+    let ttl = &doc["components"]["schemas"]["CreateRequest"]["properties"]["ttlSeconds"]["anyOf"][0];
+    assert_eq!(ttl["maximum"], json!(dagger_sandbox_server::sessions::MAX_TTL_SECONDS), "{ttl}");
+    let over = dagger_sandbox_server::sessions::MAX_TTL_SECONDS + 1;
+    let (status, _) =
+        d.call(Method::POST, &format!("/api/sandbox/{id}/extend"), Some(json!({"ttlSeconds": over}))).await;
+    assert_eq!(status, 400);
+    let (status, v) =
+        d.call(Method::POST, &format!("/api/sandbox/{id}/extend"), Some(json!({"ttlSeconds": 60.0}))).await;
+    assert_eq!(status, 200, "{v}");
+
+    // What the server refuses, the schema refuses too.
+    let props = &doc["components"]["schemas"]["CreateRequest"]["properties"];
+    assert_eq!(props["command"]["anyOf"][0]["minLength"], 1);
+    assert_eq!(props["template"]["anyOf"][0]["enum"], json!(["base", "node", "python"]));
+    assert_eq!(doc["components"]["schemas"]["ExecRequest"]["properties"]["command"]["minLength"], 1);
+    let path_param = &doc["paths"]["/api/sandbox/{id}/files"]["parameters"][1];
+    assert_eq!((path_param["name"].as_str(), &path_param["schema"]["minLength"]), (Some("path"), &json!(1)));
+    for (path, body) in [
+        (format!("/api/sandbox/{id}/exec"), json!({"command": ""})),
+        ("/api/sandbox".to_string(), json!({"command": " "})),
+        ("/api/sandbox".to_string(), json!({"template": ""})),
+    ] {
+        let (status, v) = d.call(Method::POST, &path, Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {v}");
+    }
+    let (status, _) = d.call(Method::PUT, &format!("/api/sandbox/{id}/files?path="), None).await;
+    assert_eq!(status, 400);
+
+    // An exec in a directory that is not there: the session is, so not 404.
+    let (status, v) = d
+        .call(Method::POST, &format!("/api/sandbox/{id}/exec"), Some(json!({"command": "true", "cwd": "/nowhere"})))
+        .await;
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("NOT_FOUND")), "{v}");
+
+    // The log stream ends with an `end` event, and the document declares it.
+    let events = doc["components"]["schemas"]["LogEvent"]["oneOf"].to_string();
+    assert!(events.contains("\"const\":\"end\"") && events.contains("LogEnd"), "{events}");
+    let text = d.req(Method::GET, &format!("/api/sandbox/{id}/logs")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("event: end"), "{text}");
+
+    let (status, _) = d.call(Method::DELETE, "/api/sandbox", None).await;
+    assert_eq!(status, 200);
+    assert!(containers_of(&d.owner()).await.is_empty());
+    d.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_being_stopped_answers_session_ended_never_500() {
+    let (_cleanup, dir) = state_dir();
+    let d = Daemon::start(dir.path(), REAP).await;
+    let id = d.create(json!({})).await["id"].as_str().unwrap().to_string();
+    // Exec as fast as possible while the stop removes the container: the window between letting go
+    // of the sandbox and recording the end once answered 500 INTERNAL.
+    let path = format!("/api/sandbox/{id}");
+    let stop = d.call(Method::DELETE, &path, None);
+    let probe = async {
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            let (status, v) =
+                d.call(Method::POST, &format!("/api/sandbox/{id}/exec"), Some(json!({"command": "true"}))).await;
+            seen.push((status, v["error"]["code"].as_str().unwrap_or("").to_string()));
+            if status == 409 && v["error"]["message"].as_str().unwrap_or("").contains("stopped") {
+                break;
+            }
+        }
+        seen
+    };
+    let ((status, _), seen) = tokio::join!(stop, probe);
+    assert_eq!(status, 200);
+    for (status, code) in &seen {
+        assert!(
+            *status == 200 || (*status == 409 && code == "SESSION_ENDED"),
+            "an exec during a stop answered {status} {code}: {seen:?}"
+        );
+    }
+    assert!(seen.iter().any(|(s, _)| *s == 409), "{seen:?}");
     d.server.shutdown().await;
 }

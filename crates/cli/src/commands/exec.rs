@@ -18,6 +18,7 @@ use crate::output;
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The session id
+    #[arg(value_parser = super::session_id)]
     id: String,
     /// Give up after this long (e.g. 30s, 10m) [daemon default: 10m]
     #[arg(long, value_parser = humantime::parse_duration)]

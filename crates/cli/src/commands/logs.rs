@@ -16,6 +16,7 @@ use crate::client::{Client, SseParser};
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The session id
+    #[arg(value_parser = super::session_id)]
     id: String,
     /// Keep printing new output until the session ends (Ctrl-C to stop watching)
     #[arg(long, short = 'f')]

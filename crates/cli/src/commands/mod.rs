@@ -13,6 +13,22 @@ pub mod stop;
 
 use serde_json::Value;
 
+/// Longest session id the commands accept (real ids are `sbx-` and 12 hex digits).
+const MAX_ID_LEN: usize = 256;
+
+/// Parses a session id argument: refuses what no session id can be (empty, over 256 bytes,
+/// control characters) as a usage error, before any request is built from it.
+pub fn session_id(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > MAX_ID_LEN || s.chars().any(char::is_control) {
+        let shown: String = s.chars().take(40).collect();
+        return Err(format!(
+            "{shown:?}{} is not a session id (like sbx-0123456789ab: 1-{MAX_ID_LEN} characters, no control characters)",
+            if s.chars().count() > 40 { "..." } else { "" }
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// Joins argv words into one `sh -c` command that runs exactly those words: a single word is taken
 /// as a whole command line (`exec ID -- 'npm test && echo ok'`), several are quoted one by one.
 pub fn shell_join(words: &[String]) -> String {

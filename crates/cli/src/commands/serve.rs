@@ -17,6 +17,15 @@ pub struct ServeArgs {
     /// How often expired sessions are stopped (e.g. 30s, 5m)
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     reap_interval: Duration,
+    /// Most sandboxes held at once; a create beyond it is refused with QUOTA_EXCEEDED (HTTP 429)
+    #[arg(long, env = "DAGGER_SANDBOX_MAX_SANDBOXES", default_value_t = dagger_sandbox_server::quota::DEFAULT_MAX_SANDBOXES)]
+    max_sandboxes: usize,
+    /// How long a client may take to send a request's headers (e.g. 10s); idle connections close after it too
+    #[arg(long, env = "DAGGER_SANDBOX_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// Longest pause inside a request body before the request fails (e.g. 30s)
+    #[arg(long, env = "DAGGER_SANDBOX_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
 }
 
 /// Runs the daemon until SIGINT/SIGTERM, logging to stderr (filter with `RUST_LOG`, default info).
@@ -33,10 +42,22 @@ pub async fn run(args: ServeArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode
     if args.reap_interval.is_zero() {
         anyhow::bail!(crate::client::CodedError::new("INVALID_ARGUMENT", "--reap-interval must be greater than 0"));
     }
+    if args.max_sandboxes == 0 {
+        anyhow::bail!(crate::client::CodedError::new("INVALID_ARGUMENT", "--max-sandboxes must be at least 1"));
+    }
+    if args.header_timeout.is_zero() || args.body_timeout.is_zero() {
+        anyhow::bail!(crate::client::CodedError::new(
+            "INVALID_ARGUMENT",
+            "--header-timeout and --body-timeout must be greater than 0"
+        ));
+    }
     dagger_sandbox_server::run(dagger_sandbox_server::ServeOptions {
         addr: args.addr,
         state_dir,
         reap_interval: args.reap_interval,
+        max_sandboxes: args.max_sandboxes,
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

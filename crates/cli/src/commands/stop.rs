@@ -14,6 +14,7 @@ use crate::output;
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// The session id
+    #[arg(value_parser = super::session_id)]
     id: String,
     /// Print the (terminated) session as JSON
     #[arg(long)]

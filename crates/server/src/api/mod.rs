@@ -30,6 +30,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The bearer token, for the identity proof (`GET /api/identity`).
     pub token: Arc<str>,
+    /// The cap on live sandboxes.
+    pub quota: Arc<crate::quota::Quota>,
+    /// The OpenAPI document served (it names this daemon's templates).
+    pub openapi: Arc<serde_json::Value>,
 }
 
 pub use files::{MAX_DOWNLOAD_BYTES, MAX_UPLOAD_BYTES};
@@ -97,11 +101,12 @@ pub(crate) fn query(
     q.map(|Query(m)| m).map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))
 }
 
-/// A boolean query parameter (`true`/`false`/`1`/`0`), `false` when absent.
+/// A boolean query parameter, exactly `true` or `false` as the OpenAPI document declares it;
+/// `false` when absent.
 pub(crate) fn flag(q: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
     match q.get(name).map(String::as_str) {
-        None | Some("false" | "0") => Ok(false),
-        Some("" | "true" | "1") => Ok(true),
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
         Some(other) => Err(ApiError::BadRequest(format!("{name} must be true or false, got {other:?}"))),
     }
 }

@@ -55,8 +55,8 @@ pub async fn style_css() -> Response {
 }
 
 /// `GET /openapi.json`.
-pub async fn openapi() -> Json<Value> {
-    Json(crate::openapi::document())
+pub async fn openapi(State(st): State<AppState>) -> Json<Value> {
+    Json(st.openapi.as_ref().clone())
 }
 
 /// `GET /metrics`.

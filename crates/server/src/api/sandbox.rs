@@ -28,6 +28,16 @@ pub async fn list(
 /// `POST /api/sandbox`.
 pub async fn create(State(st): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<SessionView>), ApiError> {
     let req: CreateRequest = json_body(&body, "create request")?;
+    // Checked here, before any engine is asked, so the answer does not depend on whether a
+    // Dagger engine answers (the OpenAPI document states the same rule).
+    if req.backend.as_deref() == Some("dagger")
+        && (req.command.is_some() || req.ports.as_ref().is_some_and(|p| !p.is_empty()))
+    {
+        return Err(ApiError::BadRequest(
+            "the dagger backend runs no service: leave out command and ports, or use backend \"docker\"".into(),
+        ));
+    }
+    let _slot = st.quota.reserve(|| st.sessions.live_count())?;
     let s = st.sessions.create(req).await?;
     Ok((StatusCode::CREATED, Json(SessionView::from(&s))))
 }
@@ -52,13 +62,22 @@ pub async fn stop_one(State(st): State<AppState>, Path(id): Path<String>) -> Res
 /// `POST /api/sandbox/{id}/exec`.
 pub async fn exec(State(st): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<ExecView>, ApiError> {
     let req: ExecRequest = json_body(&body, "exec request")?;
-    Ok(Json(st.sessions.exec(&id, req).await?.into()))
+    match st.sessions.exec(&id, req).await {
+        Ok(r) => Ok(Json(r.into())),
+        // The session is there; the directory the request named is not (404 is kept for the
+        // session itself).
+        Err(ApiError::Sandbox(e @ dagger_sandbox::Error::NotFound { what: "working directory", .. })) => {
+            Err(ApiError::InSandbox(e))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The body of `POST /api/sandbox/{id}/extend`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ExtendRequest {
+    #[serde(deserialize_with = "crate::whole::required")]
     ttl_seconds: u64,
 }
 

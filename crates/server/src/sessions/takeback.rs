@@ -35,10 +35,29 @@ pub(super) struct Retaking<'a> {
 }
 
 impl<'a> Retaking<'a> {
-    /// The mark on `id`, or `None` when another call holds it.
+    /// The mark on `id` for a take-back, or `None` when another call holds it.
     pub(super) fn hold(sessions: &'a Sessions, id: &str) -> Option<Self> {
-        let fresh = sessions.retaking.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string());
-        fresh.then(|| Retaking { sessions, id: id.to_string() })
+        Self::mark(sessions, id, false)
+    }
+
+    /// The mark on `id` for a stop: calls meanwhile see the session as ended, and no take-back
+    /// starts. `None` when another call holds it.
+    pub(super) fn hold_for_stop(sessions: &'a Sessions, id: &str) -> Option<Self> {
+        Self::mark(sessions, id, true)
+    }
+
+    /// Whether a stop of `id` is under way.
+    pub(super) fn is_stopping(sessions: &Sessions, id: &str) -> bool {
+        sessions.retaking.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied().unwrap_or(false)
+    }
+
+    fn mark(sessions: &'a Sessions, id: &str, stopping: bool) -> Option<Self> {
+        let mut marks = sessions.retaking.lock().unwrap_or_else(|p| p.into_inner());
+        if marks.contains_key(id) {
+            return None;
+        }
+        marks.insert(id.to_string(), stopping);
+        Some(Retaking { sessions, id: id.to_string() })
     }
 }
 

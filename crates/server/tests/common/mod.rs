@@ -24,13 +24,18 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(state_dir: &Path, reap: Duration) -> Daemon {
-        let server = start(ServeOptions {
+        Self::start_with(state_dir, |o| o.reap_interval = reap).await
+    }
+
+    /// A daemon on 127.0.0.1:0 and `state_dir`, with options changed by `tune`.
+    pub async fn start_with(state_dir: &Path, tune: impl FnOnce(&mut ServeOptions)) -> Daemon {
+        let mut opts = ServeOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
             state_dir: state_dir.to_path_buf(),
-            reap_interval: reap,
-        })
-        .await
-        .expect("daemon starts");
+            ..Default::default()
+        };
+        tune(&mut opts);
+        let server = start(opts).await.expect("daemon starts");
         Daemon { server, http: reqwest::Client::new() }
     }
 
