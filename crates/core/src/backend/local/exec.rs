@@ -1,5 +1,6 @@
-//! Commands in a local sandbox: `sh -c` as a host process leading its own process group, with a
-//! kill that reaches the whole group and any process that left it.
+//! Commands in a local sandbox: `sh -c` as a host process leading its own process group (and, where
+//! the host allows, in a cgroup of its own), with a kill that reaches the whole group, the whole
+//! cgroup, and any process that left the group but kept the exec's marker.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -14,6 +15,8 @@ use tokio::sync::mpsc;
 use crate::backend::ExecSpec;
 use crate::error::{Error, Result};
 use crate::exec::{OutputChunk, OutputStream, RunningExec};
+
+use super::cgroup::{ExecCgroup, SandboxCgroup};
 
 /// The variable that marks every process of one exec, so a kill can find those that left the
 /// process group (`setsid`).
@@ -32,13 +35,23 @@ pub(super) struct LocalExec {
     pgid: i32,
     marker: String,
     output: mpsc::Receiver<Result<OutputChunk>>,
+    /// The command's cgroup: every process it starts is born in it, whatever it does to its group
+    /// or environment.
+    cgroup: Option<std::sync::Arc<ExecCgroup>>,
 }
 
 impl LocalExec {
     /// Starts `sh -c command` in the sandbox directory with only the sandbox's env (plus PATH, HOME,
     /// TMPDIR and LANG pointing inside it): host variables are not leaked in.
-    pub(super) fn start(sandbox: &str, root: &Path, handle: &cap_std::fs::Dir, spec: ExecSpec) -> Result<Self> {
+    pub(super) fn start(
+        sandbox: &str,
+        root: &Path,
+        handle: &cap_std::fs::Dir,
+        sandbox_cgroup: Option<&SandboxCgroup>,
+        spec: ExecSpec,
+    ) -> Result<Self> {
         let marker = uuid::Uuid::new_v4().simple().to_string();
+        let cgroup = sandbox_cgroup.and_then(|c| c.for_exec(&marker)).map(std::sync::Arc::new);
         // The working directory through the open handle of the sandbox root, not its path: the
         // child changes into it before it runs the command (the handle is still open then), so a
         // directory renamed or swapped on the host since the sandbox was made is never entered.
@@ -47,9 +60,17 @@ impl LocalExec {
             Path::new("/proc/self/fd").join(handle.as_raw_fd().to_string()).join(spec.cwd.relative())
         };
         let mut cmd = tokio::process::Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(&spec.command)
-            .current_dir(&cwd)
+        match &cgroup {
+            // The shell moves itself into the cgroup before it runs anything, then becomes the
+            // command: no process of the command is ever born outside it (no race with a fork).
+            Some(cg) => cmd
+                .arg("-c")
+                .arg(r#"echo $$ > "$0" 2>/dev/null; exec /bin/sh -c "$1""#)
+                .arg(cg.procs())
+                .arg(&spec.command),
+            None => cmd.arg("-c").arg(&spec.command),
+        };
+        cmd.current_dir(&cwd)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into()))
             .env("HOME", root.join("root"))
@@ -80,7 +101,7 @@ impl LocalExec {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(pump(err, OutputStream::Stderr, tx));
         }
-        Ok(LocalExec { sandbox: sandbox.to_string(), child, pgid, marker, output: rx })
+        Ok(LocalExec { sandbox: sandbox.to_string(), child, pgid, marker, output: rx, cgroup })
     }
 }
 
@@ -111,9 +132,15 @@ impl RunningExec for LocalExec {
     }
 
     fn kill(&self) -> BoxFuture<'static, Result<()>> {
-        let (pgid, marker) = (self.pgid, self.marker.clone());
+        let (pgid, marker, cgroup) = (self.pgid, self.marker.clone(), self.cgroup.clone());
         Box::pin(async move {
-            let _ = tokio::task::spawn_blocking(move || kill_tree(pgid, &marker)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(cg) = cgroup {
+                    cg.kill();
+                }
+                kill_tree(pgid, &marker)
+            })
+            .await;
             Ok(())
         })
     }
@@ -124,6 +151,9 @@ impl RunningExec for LocalExec {
             .wait()
             .await
             .map_err(|e| Error::io(format!("sandbox {}: waiting for the command", self.sandbox), e))?;
+        if let Some(cg) = &self.cgroup {
+            cg.remove_if_empty();
+        }
         #[cfg(unix)]
         {
             use std::os::unix::process::ExitStatusExt;
@@ -139,6 +169,9 @@ impl Drop for LocalExec {
     fn drop(&mut self) {
         // A call that was dropped (a timeout around it) must not leave the command running.
         if matches!(self.child.try_wait(), Ok(None)) {
+            if let Some(cg) = &self.cgroup {
+                cg.kill();
+            }
             kill_tree(self.pgid, &self.marker);
         }
     }

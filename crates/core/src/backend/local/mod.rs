@@ -22,8 +22,11 @@ use crate::exec::RunningExec;
 use crate::paths::SandboxPath;
 use crate::stream::{self, ByteStream, ExactLen, FileReader};
 
+mod cgroup;
 mod copy;
 mod exec;
+
+use cgroup::SandboxCgroup;
 
 /// The host directory that holds every local sandbox: `$DAGGER_SANDBOX_LOCAL_DIR`, else
 /// `$XDG_RUNTIME_DIR/dagger-sandbox`, else `dagger-sandbox-<uid>` under the system temp directory.
@@ -56,6 +59,9 @@ pub(crate) const OWNER_FILE: &str = "owner";
 /// Frees a local sandbox no handle holds (an orphan, or one a crashed daemon left): stops the
 /// processes its commands left running, then removes its directory `home`. Already gone is fine.
 pub(crate) fn remove_orphan_dir(home: &Path, id: &str) -> Result<()> {
+    if let Some(cg) = SandboxCgroup::find(home) {
+        cg.kill_and_remove();
+    }
     if !id.is_empty() {
         exec::kill_sandbox_processes(id);
     }
@@ -83,6 +89,8 @@ struct LocalFs {
     root: Dir,
     /// The owner label, copied to forks.
     owner: String,
+    /// The sandbox's cgroup, where this host lets us make one: kills then reach every process.
+    cgroup: Option<SandboxCgroup>,
 }
 
 impl LocalEngine {
@@ -101,7 +109,8 @@ impl LocalEngine {
         }
         let root = Dir::open_ambient_dir(&root_path, cap_std::ambient_authority())
             .map_err(|e| Error::io(format!("opening {}", root_path.display()), e))?;
-        let fs = LocalFs { id: id.to_string(), home, root_path, root, owner: cfg.owner.clone() };
+        let cgroup = SandboxCgroup::find(&home);
+        let fs = LocalFs { id: id.to_string(), home, root_path, root, owner: cfg.owner.clone(), cgroup };
         Ok(LocalEngine { fs: Arc::new(fs), ports: cfg.ports.clone() })
     }
 
@@ -141,7 +150,8 @@ impl LocalFs {
             .map_err(|e| Error::io(format!("writing {}", home.join(OWNER_FILE).display()), e))?;
         let root = Dir::open_ambient_dir(&root_path, cap_std::ambient_authority())
             .map_err(|e| Error::io(format!("opening {}", root_path.display()), e))?;
-        Ok(LocalFs { id: id.to_string(), home, root_path, root, owner: owner.to_string() })
+        let cgroup = SandboxCgroup::create(&home, id);
+        Ok(LocalFs { id: id.to_string(), home, root_path, root, owner: owner.to_string(), cgroup })
     }
 
     /// The sandbox path as a path relative to the root handle (`.` for `/`).
@@ -345,7 +355,7 @@ impl Engine for LocalEngine {
             }
             Err(e) => return Err(fs.map_err(e, "entering", &spec.cwd)),
         }
-        let run = exec::LocalExec::start(&fs.id, &fs.root_path, &fs.root, spec)?;
+        let run = exec::LocalExec::start(&fs.id, &fs.root_path, &fs.root, fs.cgroup.as_ref(), spec)?;
         Ok(Box::new(run))
     }
 
@@ -425,6 +435,9 @@ impl Engine for LocalEngine {
     async fn close(&self) -> Result<()> {
         // Processes a command left running (`nohup ... &`) carry the sandbox's id: stop them first.
         self.blocking(|fs| {
+            if let Some(cg) = &fs.cgroup {
+                cg.kill_and_remove();
+            }
             exec::kill_sandbox_processes(&fs.id);
             Ok(())
         })

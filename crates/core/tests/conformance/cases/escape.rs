@@ -1,6 +1,7 @@
 //! Conformance cases for commands that try to outlive their call: a call dropped by its caller,
-//! and a command that leaves its process group and drops its environment (`setsid env -i`; docker
-//! only: on local such a process still escapes, docs/configuration.md's backend table).
+//! and a command that leaves its process group and drops its environment (`setsid env -i`): on
+//! docker and on local where the host lets the sandbox make cgroups (docs/configuration.md's
+//! backend table says what remains best effort).
 
 use std::time::Duration;
 
@@ -42,16 +43,51 @@ pub(super) async fn a_dropped_call_kills_its_command(h: Harness) {
     sb.close().await.unwrap();
 }
 
+/// How many host processes run `sleep <secs>` (the engine shares this kernel in the tests).
+fn sleeping_on_host(secs: u32) -> usize {
+    let want = format!("sleep\0{secs}\0");
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten().filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes())).count()
+        })
+        .unwrap_or(0)
+}
+
 pub(super) async fn a_command_that_escapes_its_group_and_env_dies_at_its_timeout(h: Harness) {
     let sb = h.create().await;
+    // Each backend's run has numbers of its own: both run at once and the host sees both.
+    let n = if sb.backend() == dagger_sandbox::BackendKind::Local { 10 } else { 0 };
+    if sb.backend() == dagger_sandbox::BackendKind::Local {
+        // The local backend reaches such a process only through a cgroup of the sandbox's own.
+        let home = std::path::Path::new(&sb.resource_id()).parent().map(|p| p.join(".dagger-sandbox-cgroup"));
+        if !home.is_some_and(|f| f.exists()) {
+            println!("SKIPPED local escape case: this host lets the sandbox make no cgroup (best effort, see docs)");
+            sb.close().await.unwrap();
+            return;
+        }
+    }
     // It leaves the process group, drops every variable (the marker a kill could look for) and
     // is reparented away from the command, whose shell then waits on.
-    let cmd = "(setsid env -i sleep 1002 >/dev/null 2>&1 </dev/null &); sleep 30";
+    let cmd = &format!("(setsid env -i sleep {} >/dev/null 2>&1 </dev/null &); sleep 30", 1002 + n);
     expect_code(sb.exec(cmd, ExecOptions::new().timeout(Duration::from_millis(1500))).await, ErrorCode::Timeout);
-    assert_eq!(settle(&sb, 1002).await, 0, "an escaped process survived the timeout");
+    assert_eq!(settle(&sb, 1002 + n).await, 0, "an escaped process survived the timeout");
     // A background process a command left running on purpose is not the next command's to kill.
-    sb.exec("sleep 1005 >/dev/null 2>&1 &", ExecOptions::new()).await.unwrap();
+    sb.exec(&format!("sleep {} >/dev/null 2>&1 &", 1005 + n), ExecOptions::new()).await.unwrap();
     expect_code(sb.exec("sleep 30", ExecOptions::new().timeout(Duration::from_millis(800))).await, ErrorCode::Timeout);
-    assert_eq!(sleeping(&sb, 1005).await, 1, "another command's background process was killed");
+    assert_eq!(sleeping(&sb, 1005 + n).await, 1, "another command's background process was killed");
+    // What a command left running, escaped or not, ends with the sandbox.
+    sb.exec(&format!("(setsid env -i sleep {} >/dev/null 2>&1 </dev/null &)", 1003 + n), ExecOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(sleeping(&sb, 1003 + n).await, 1);
     sb.close().await.unwrap();
+    let mut left = sleeping_on_host(1003 + n);
+    for _ in 0..25 {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        left = sleeping_on_host(1003 + n);
+    }
+    assert_eq!(left + sleeping_on_host(1005 + n), 0, "processes a command left running outlived close");
 }

@@ -100,7 +100,7 @@ cases! {
     Live reattach_takes_back_a_sandbox_whose_handle_was_lost,
     Docker network_is_off_by_default,
     Docker memory_and_pids_limits_are_applied,
-    Docker a_command_that_escapes_its_group_and_env_dies_at_its_timeout,
+    Live a_command_that_escapes_its_group_and_env_dies_at_its_timeout,
     Docker a_hostile_rm_cannot_hang_delete_file,
     Docker a_hostile_stat_cannot_grow_a_listing_without_bound,
     Node node_project_runs_its_tests,
