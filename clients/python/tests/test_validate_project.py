@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import BRIDGE, REPO, SandboxSuite
 
 VALIDATE = REPO / "examples" / "python" / "validate_project.py"
@@ -57,3 +59,25 @@ class TestValidateProject(SandboxSuite):
         assert re.search(r"(?m)^install\s+FAIL\s+7\s+\d+\s+broken$", skipped.stdout)
         assert re.search(r"(?m)^test\s+skipped\s+-\s+-", skipped.stdout)
 
+
+
+class TestValidateProjectMethod(SandboxSuite):
+    """``Client.validate_project`` (``project/validate``): the main job in one call, per backend."""
+
+    def test_a_verdict_per_step_and_typed_errors(self) -> None:
+        from dagger_sandbox import InvalidArgumentError, ValidateReport
+
+        project = self.tmp / "proj"
+        (project / "node_modules").mkdir(parents=True)
+        (project / "check.sh").write_text("echo checked; test ! -e node_modules\n")
+        r = self.client.validate_project(project, self.CREATE, install="echo installed", test="sh check.sh")
+        assert isinstance(r, ValidateReport)
+        assert r.passed and r.backend == self.BACKEND, r
+        assert [s.name for s in r.steps] == ["install", "test"]
+        assert r.steps[1].stdout_tail == "checked" and r.steps[1].passed
+        bad = self.client.validate_project(project, self.CREATE, install="", test="echo 'expected 2' >&2; exit 1")
+        assert not bad.passed and bad.steps[0].exit_code == 1 and bad.steps[0].stderr_tail == "expected 2", bad
+        with pytest.raises(InvalidArgumentError):
+            self.client.validate_project(project, self.CREATE)  # no package.json, no commands
+        with pytest.raises(InvalidArgumentError):
+            self.client.validate_project(self.tmp / "missing", self.CREATE, test="true")

@@ -186,6 +186,48 @@ fn sandbox_json(sb: &Sandbox) -> Value {
     })
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ValidateParams {
+    /// The project directory on the bridge's host.
+    project_dir: PathBuf,
+    install: Option<String>,
+    test: Option<String>,
+    step_timeout_ms: Option<u64>,
+    /// The sandbox config, as `sandbox/create` takes it.
+    #[serde(default)]
+    config: Option<Value>,
+}
+
+/// `project/validate`: the main job (dagger-sandbox-validate) in a sandbox of its own, removed
+/// at the end; a failing step is a result (`passed: false`), cancellation removes the sandbox.
+async fn validate(p: Value, cancel: CancellationToken) -> Result<Value, RpcError> {
+    let v: ValidateParams = params(p)?;
+    let cfg: SandboxConfig = params(v.config.unwrap_or_else(|| json!({})))?;
+    let plan = dagger_sandbox_validate::Plan::for_project(&v.project_dir, v.install.as_deref(), v.test.as_deref())
+        .map_err(validate_error)?;
+    let mut opts = dagger_sandbox_validate::ValidateOptions { cancel, ..Default::default() };
+    if let Some(ms) = v.step_timeout_ms {
+        if ms == 0 {
+            return Err(RpcError::invalid_params("`stepTimeoutMs` must be at least 1"));
+        }
+        opts.step_timeout = Duration::from_millis(ms);
+    }
+    let report = dagger_sandbox_validate::validate(cfg, &plan, opts).await.map_err(validate_error)?;
+    Ok(json!(report))
+}
+
+/// A validation error as the sandbox error with the same stable code.
+fn validate_error(e: dagger_sandbox_validate::ValidateError) -> RpcError {
+    use dagger_sandbox_validate::ValidateError as V;
+    let err = match e {
+        V::Sandbox { source, .. } => source,
+        V::Cancelled => Error::Cancelled { sandbox: String::new(), op: "project/validate".into() },
+        other => Error::InvalidArgument(other.to_string()),
+    };
+    err.into()
+}
+
 /// Runs one `sandbox/*` method. `cancel` fires on `$/cancelRequest`; creates and forks are never
 /// dropped half-way (that could leak a container): they finish, then are closed if cancelled.
 pub async fn call(
@@ -208,6 +250,7 @@ pub async fn call(
             Ok(sandbox_json(&server.adopt(sb, &cancel).await?))
         }
         "sandbox/exec" => exec(server, request_id, p, cancel).await,
+        "project/validate" => validate(p, cancel).await,
         _ => {
             // Everything else is safe to drop when cancelled.
             tokio::select! {

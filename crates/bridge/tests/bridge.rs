@@ -212,3 +212,34 @@ fn big_files_stream_through_host_paths_and_read_file_is_capped() {
     let (status, _) = b.finish();
     assert_eq!(status, 0);
 }
+
+#[test]
+fn project_validate_runs_the_main_job_and_gives_the_verdict() {
+    let mut b = Bridge::started();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join("check.sh"), "echo checked; test ! -e node_modules\n").unwrap();
+    std::fs::create_dir(project.path().join("node_modules")).unwrap();
+    let cfg = backend_config();
+    let r = b.ok(
+        "project/validate",
+        json!({"projectDir": project.path(), "install": "echo installed", "test": "sh check.sh", "config": cfg}),
+    );
+    assert_eq!(r["passed"], true, "{r}");
+    assert_eq!(r["steps"][1]["stdoutTail"], "checked", "node_modules stayed out: {r}");
+    // A failing test is a verdict, not an error.
+    let r = b.ok(
+        "project/validate",
+        json!({"projectDir": project.path(), "test": "echo 'expected 2' >&2; exit 1", "install": "", "config": cfg}),
+    );
+    assert_eq!((r["passed"].as_bool(), r["steps"][0]["exitCode"].as_i64()), (Some(false), Some(1)), "{r}");
+    assert_eq!(r["steps"][0]["stderrTail"], "expected 2");
+    // Nothing to run, a missing directory, a bad config: typed errors, and the bridge lives on.
+    let r = b.call("project/validate", json!({"projectDir": project.path(), "config": cfg}));
+    assert_eq!(r["error"]["data"]["code"], "INVALID_ARGUMENT", "{r}");
+    let r = b.call("project/validate", json!({"projectDir": "/no/such/dir", "test": "true"}));
+    assert_eq!(r["error"]["data"]["code"], "INVALID_ARGUMENT", "{r}");
+    let r = b.call("project/validate", json!({"projectDir": project.path(), "test": "true", "config": {"imgae": "x"}}));
+    assert_eq!(code(&r), -32602, "{r}");
+    let (status, _) = b.finish();
+    assert_eq!(status, 0);
+}

@@ -55,7 +55,17 @@ from .errors import (
 )
 from .sandbox import ExecStream as SyncExecStream
 from .sandbox import Sandbox
-from .types import BackendInfo, Content, DirEntry, ExecResult, OutputCallback, OutputChunk, SandboxInfo
+from .types import (
+    BackendInfo,
+    Content,
+    DirEntry,
+    ExecResult,
+    OutputCallback,
+    OutputChunk,
+    SandboxInfo,
+    StepReport,
+    ValidateReport,
+)
 
 __all__ = [
     "ERROR_CLASSES",
@@ -96,7 +106,9 @@ __all__ = [
     "SandboxIOError",
     "SandboxInfo",
     "SandboxTimeoutError",
+    "StepReport",
     "SyncExecStream",
+    "ValidateReport",
     "__version__",
     "find_bridge",
 ]

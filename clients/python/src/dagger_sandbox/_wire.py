@@ -105,6 +105,25 @@ def create_params(config: Optional[Mapping[str, Any]], kwargs: Mapping[str, Any]
     return {_camel(k): v for k, v in {**(config or {}), **kwargs}.items()}
 
 
+def validate_params(
+    project_dir: Any,
+    install: Optional[str],
+    test: Optional[str],
+    step_timeout_ms: Optional[int],
+    config: Optional[Mapping[str, Any]],
+    kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """``project/validate`` params; the sandbox config as for ``sandbox/create``."""
+    p: dict[str, Any] = {"projectDir": str(project_dir), "config": create_params(config, kwargs)}
+    if install is not None:
+        p["install"] = install
+    if test is not None:
+        p["test"] = test
+    if step_timeout_ms is not None:
+        p["stepTimeoutMs"] = step_timeout_ms
+    return p
+
+
 # ---- sandbox methods ----------------------------------------------------------------------------
 
 

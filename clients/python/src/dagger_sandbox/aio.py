@@ -25,7 +25,7 @@ from ._async_transport import AsyncNotificationCallback, AsyncTransport
 from ._bridge import StderrSink
 from ._session import Options, SandboxBase
 from .errors import NotFoundError, SandboxError
-from .types import Content, DirEntry, ExecResult, OutputChunk, PathLike, SandboxInfo
+from .types import Content, DirEntry, ExecResult, OutputChunk, PathLike, SandboxInfo, ValidateReport
 
 #: ``callable(stream, text)`` for streamed output; may be a coroutine function (it is awaited).
 AsyncOutputCallback = Callable[[str, str], Union[None, Awaitable[None]]]
@@ -79,6 +79,22 @@ class AsyncClient(AsyncTransport):
 
     async def _create(self, params: Mapping[str, Any]) -> "AsyncSandbox":
         return self._adopt(await self.request("sandbox/create", params))
+
+    async def validate_project(
+        self,
+        project_dir: Any,
+        config: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        install: Optional[str] = None,
+        test: Optional[str] = None,
+        step_timeout_ms: Optional[int] = None,
+        **kwargs: Any,
+    ) -> ValidateReport:
+        """:meth:`Client.validate_project` for asyncio; cancelling the task stops the running step
+        and removes the sandbox."""
+        params = _wire.validate_params(project_dir, install, test, step_timeout_ms, config, kwargs)
+        return ValidateReport.from_wire(await self.request("project/validate", params))
 
     @property
     def sandboxes(self) -> list["AsyncSandbox"]:

@@ -12,7 +12,7 @@ from ._session import Options
 from ._sync_transport import SyncTransport
 from .errors import SandboxError
 from .sandbox import Sandbox
-from .types import PathLike, SandboxInfo
+from .types import PathLike, SandboxInfo, ValidateReport
 
 
 class Client(SyncTransport):
@@ -80,6 +80,25 @@ class Client(SyncTransport):
         :class:`InvalidParamsError`.
         """
         return self._adopt(self.request("sandbox/create", _wire.create_params(config, kwargs)))
+
+    def validate_project(
+        self,
+        project_dir: Any,
+        config: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        install: Optional[str] = None,
+        test: Optional[str] = None,
+        step_timeout_ms: Optional[int] = None,
+        **kwargs: Any,
+    ) -> ValidateReport:
+        """The main job in one call (``project/validate``): a fresh sandbox, the host project copied
+        in without ``node_modules`` and ``.git``, ``install`` then ``test`` (default ``npm install``
+        / ``npm test`` with a ``package.json``; ``""`` skips a step), the sandbox removed. A failing
+        step is a report with ``passed`` false; a project that cannot be run raises
+        :class:`InvalidArgumentError`. Config keys as for :meth:`create`."""
+        params = _wire.validate_params(project_dir, install, test, step_timeout_ms, config, kwargs)
+        return ValidateReport.from_wire(self.request("project/validate", params))
 
     @property
     def sandboxes(self) -> list[Sandbox]:

@@ -103,3 +103,58 @@ class BackendInfo:
     available: bool
     isolation: Optional[str] = None
     detail: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One step of ``project/validate``: its exit code (-1 when it timed out), duration, and the
+    last 40 lines / 4000 characters of each stream."""
+
+    name: str
+    command: str
+    exit_code: int
+    duration_ms: int
+    timed_out: bool
+    stdout_tail: str
+    stderr_tail: str
+
+    @property
+    def passed(self) -> bool:
+        """Exit 0 within its time."""
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass(frozen=True)
+class ValidateReport:
+    """The verdict of ``project/validate``: the steps that ran, in order, up to the first that failed."""
+
+    passed: bool
+    backend: str
+    isolation: str
+    steps: list[StepReport]
+    image: Optional[str] = None
+    fallback_reason: Optional[str] = None
+
+    @classmethod
+    def from_wire(cls, r: Mapping[str, Any]) -> "ValidateReport":
+        """Builds the report from the bridge's camelCase object."""
+        steps = [
+            StepReport(
+                name=str(s["name"]),
+                command=str(s["command"]),
+                exit_code=int(s["exitCode"]),
+                duration_ms=int(s["durationMs"]),
+                timed_out=bool(s["timedOut"]),
+                stdout_tail=str(s["stdoutTail"]),
+                stderr_tail=str(s["stderrTail"]),
+            )
+            for s in r.get("steps", [])
+        ]
+        return cls(
+            passed=bool(r["passed"]),
+            backend=str(r.get("backend", "")),
+            isolation=str(r.get("isolation", "")),
+            steps=steps,
+            image=r.get("image"),
+            fallback_reason=r.get("fallbackReason"),
+        )
