@@ -210,6 +210,19 @@ impl DaggerExec {
     }
 }
 
+impl Drop for DaggerExec {
+    fn drop(&mut self) {
+        // A call that was dropped (a REST client gone, a timeout around exec) must not leave its
+        // query running: it holds the sandbox's state lock until the engine answers, so every later
+        // call would wait for the abandoned command (up to its own timeout, an hour by default).
+        // Aborting the task drops the query, which ends the engine's request.
+        if self.task.as_ref().is_some_and(|t| !t.is_finished()) {
+            self.killed.cancel();
+            self.abort.abort();
+        }
+    }
+}
+
 #[async_trait]
 impl RunningExec for DaggerExec {
     async fn next_chunk(&mut self) -> Option<Result<OutputChunk>> {
@@ -279,6 +292,33 @@ impl RunningExec for DaggerExec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_dropped_exec_lets_go_of_the_sandbox_at_once() {
+        // The exec task holds the sandbox's state lock while its query runs, as run_exec does.
+        let chain = Arc::new(tokio::sync::Mutex::new(()));
+        let held = chain.clone().lock_owned().await;
+        let task = tokio::spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+            Ok(ExecDone { code: 0, stdout: String::new(), stderr: String::new(), dropped: (0, 0), timed_out: false })
+        });
+        let exec = DaggerExec {
+            sandbox: "sbx-test".into(),
+            abort: task.abort_handle(),
+            task: Some(task),
+            killed: CancellationToken::new(),
+            queue: VecDeque::new(),
+            code: None,
+            dropped: (0, 0),
+            hold: false,
+            ended: false,
+            engine_stop_at: None,
+        };
+        drop(exec);
+        let next = tokio::time::timeout(Duration::from_secs(5), chain.lock()).await;
+        assert!(next.is_ok(), "the next call still waits for a dropped command");
+    }
 
     #[test]
     fn a_kill_waits_for_the_engines_result_only_when_it_is_due() {
