@@ -4,7 +4,11 @@
 //!
 //! It stops the machine's Docker engine, so it never runs with the other tests: it is `#[ignore]`d
 //! and `scripts/test.sh` runs it on its own (`cargo test -p dagger-sandbox-cli --test chaos --
-//! --ignored`) after everything else. `CHAOS_SEED=<n>` replays one schedule.
+//! --ignored`) after everything else. `CHAOS_SEED=<n>` replays one schedule. To try it next to
+//! other work, point it at a disposable engine: `DOCKER_HOST` (the daemon, the bridge and the
+//! docker CLI follow it), `CHAOS_DOCKERD_PIDFILE` (that dockerd's pid file, default
+//! /var/run/docker.pid) and `CHAOS_ENGINE_START` (a shell command that starts it again, default
+//! scripts/engine.sh).
 
 mod common;
 
@@ -54,9 +58,11 @@ fn engine_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/engine.sh")
 }
 
-/// The running dockerd that scripts/engine.sh started, by its pid file and name.
+/// The running dockerd that scripts/engine.sh (or `CHAOS_ENGINE_START`) started, by its pid file
+/// and name.
 fn dockerd_pid() -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string("/var/run/docker.pid").ok()?.trim().parse().ok()?;
+    let file = std::env::var("CHAOS_DOCKERD_PIDFILE").unwrap_or_else(|_| "/var/run/docker.pid".into());
+    let pid: i32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     (comm.trim() == "dockerd").then_some(pid)
 }
@@ -70,9 +76,12 @@ fn engine_up() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Starts the engine again the way a fresh machine does.
+/// Starts the engine again the way a fresh machine does (or with `CHAOS_ENGINE_START`).
 fn restart_engine() {
-    let out = Command::new("bash").arg(engine_script()).arg("--no-node").output().expect("scripts/engine.sh");
+    let out = match std::env::var("CHAOS_ENGINE_START") {
+        Ok(cmd) => Command::new("sh").arg("-c").arg(cmd).output().expect("CHAOS_ENGINE_START"),
+        Err(_) => Command::new("bash").arg(engine_script()).arg("--no-node").output().expect("scripts/engine.sh"),
+    };
     assert!(out.status.success() && engine_up(), "the engine came back: {}", describe(&out));
 }
 
@@ -260,6 +269,10 @@ fn kill_9_of_daemon_dockerd_and_a_bridge_client_leaks_nothing() {
         assert!(h.signal_daemon(Signal::SIGTERM) || h.signal_daemon(Signal::SIGKILL));
     }
     h.json(&["list", "--json"]);
+    // The restarted system works: two new sessions, which must be held with running containers.
+    for _ in 0..2 {
+        h.json(&["create", "--image", BUSYBOX, "--backend", "docker", "--json"]);
+    }
 
     let bridge_owner = format!("{bridge_pid}@");
     let ours = |owner: &str| owner.starts_with(&bridge_owner) || owner.starts_with("daemon:") && h.owns(owner);
@@ -280,6 +293,7 @@ fn kill_9_of_daemon_dockerd_and_a_bridge_client_leaks_nothing() {
     });
     let active = h.json(&["list", "--json"])["sandboxes"].as_array().map_or(0, Vec::len);
     println!("after the restart: {active} active sessions, each with a running container; {last}");
+    assert!(active >= 2, "the two sessions made after the restart are active");
     assert!(settled, "after kill -9 of daemon, dockerd and bridge, and a restart: {last}");
     for s in h.json(&["list", "--json"])["sandboxes"].as_array().unwrap() {
         let id = s["id"].as_str().unwrap();
