@@ -21,6 +21,7 @@
 //! stable [`ErrorCode`].
 
 mod backend;
+mod ca;
 mod cleanup;
 mod config;
 mod error;
@@ -37,6 +38,7 @@ mod tarball;
 mod transfer;
 
 pub use backend::{BackendKind, DirEntry, EntryKind, Isolation, PortMapping, LIST_MAX_ENTRIES};
+pub use ca::{host_bundle, CaCertificates, CA_CERTIFICATES_ENV, CA_ENV_VARS, CA_FILE, TRUST_STORE};
 pub use cleanup::{cleanup_orphans, CleanupReport};
 pub use config::{
     template, BackendChoice, SandboxConfig, Template, DEFAULT_IMAGE, DEFAULT_MEMORY_MB, DEFAULT_OUTPUT_CAP_BYTES,

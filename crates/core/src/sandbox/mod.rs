@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod ca;
 mod files;
 
 pub use files::READ_FILE_LIMIT;
@@ -97,7 +98,16 @@ impl Sandbox {
             let (engine, fallback) = backend::open(&cfg, &id).await?;
             metrics::record_created(engine.kind(), fallback.is_some());
             let state = State { workdir: cfg.workdir.clone(), env: cfg.env.clone() };
-            Ok::<_, Error>(Sandbox::from_parts(id, Arc::from(engine), cfg, state, fallback))
+            let ca = cfg.ca.clone();
+            let sb = Sandbox::from_parts(id, Arc::from(engine), cfg, state, fallback);
+            if let Some(ca) = ca {
+                // A sandbox that cannot trust what was asked would fail later, less clearly.
+                if let Err(e) = sb.install_ca(&ca).await {
+                    let _ = sb.close().await;
+                    return Err(e);
+                }
+            }
+            Ok::<_, Error>(sb)
         });
         let sb = task.await.map_err(|e| Error::io("creating the sandbox", std::io::Error::other(e)))??;
         tracing::info!(sandbox = %sb.id(), backend = %sb.backend(), resource = %sb.resource_id(), "sandbox created");
@@ -371,7 +381,12 @@ impl Sandbox {
         env.extend(cfg.env.clone());
         let state = State { workdir: cfg.workdir.clone(), env };
         tracing::info!(sandbox = id, resource = resource_id, "sandbox reattached");
-        Ok(Sandbox::from_parts(id.to_string(), Arc::from(engine), cfg, state, None))
+        let has_ca = cfg.ca.is_some();
+        let sb = Sandbox::from_parts(id.to_string(), Arc::from(engine), cfg, state, None);
+        if has_ca {
+            sb.set_ca_env();
+        }
+        Ok(sb)
     }
 
     /// An independent sandbox with the same files, env and workdir; changes in one never show in
