@@ -40,6 +40,10 @@ pub struct ValidateArgs {
     /// Let the steps reach the network (off by default; `npm install` of real dependencies needs it)
     #[arg(long)]
     network: bool,
+    /// Trust these certificate authorities in the sandbox: host (this machine's bundle) or PEM files
+    /// joined by ':' (for networks that intercept TLS; `npm install` fails without)
+    #[arg(long, value_name = "host|PATH", env = "DAGGER_SANDBOX_CA_CERTIFICATES")]
+    ca_certificates: Option<String>,
     /// Print `{passed, backend, isolation, steps: [...]}` instead of the table
     #[arg(long)]
     json: bool,
@@ -63,7 +67,11 @@ fn config(args: &ValidateArgs, state_dir: &Path) -> anyhow::Result<SandboxConfig
         invalid(format!("unknown template {:?}; known: {}", args.template, templates.names().join(", ")))
     })?;
     let image = args.image.clone().unwrap_or_else(|| tpl.image.clone());
-    Ok(SandboxConfig::new()
+    let mut cfg = SandboxConfig::new();
+    if let Some(ca) = &args.ca_certificates {
+        cfg = cfg.ca_certificates(crate::commands::ca_certificates(ca)?);
+    }
+    Ok(cfg
         .backend(backend)
         .image(image)
         .workdir(tpl.working_directory.clone())

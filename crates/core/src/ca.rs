@@ -146,6 +146,14 @@ pub(crate) async fn read_bundle(ca: &ResolvedCa) -> Result<Vec<u8>> {
                 f.display()
             )));
         }
+        // A bundle holds public certificates only; a key file given by mistake (or by a caller
+        // probing for files) must not be copied into a sandbox.
+        if data.windows(11).any(|w| w == b"PRIVATE KEY") {
+            return Err(Error::InvalidArgument(format!(
+                "caCertificates: {} holds a private key; give a file with certificates only",
+                f.display()
+            )));
+        }
         append_pem(&mut out, &data);
     }
     Ok(out)
@@ -239,7 +247,11 @@ mod tests {
         assert_eq!(err.code().as_str(), "INVALID_ARGUMENT");
         let a = d.path().join("a.pem");
         std::fs::write(&a, "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----").unwrap();
-        let both = read_bundle(&ResolvedCa { files: vec![a.clone(), a] }).await.unwrap();
+        let both = read_bundle(&ResolvedCa { files: vec![a.clone(), a.clone()] }).await.unwrap();
+        let key = d.path().join("key.pem");
+        std::fs::write(&key, "-----BEGIN CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\n").unwrap();
+        let err = read_bundle(&ResolvedCa { files: vec![a, key] }).await.unwrap_err();
+        assert!(err.to_string().contains("private key"), "{err}");
         assert_eq!(String::from_utf8(both).unwrap().matches("-----END CERTIFICATE-----\n").count(), 2);
     }
 

@@ -270,7 +270,11 @@ pub fn document() -> Value {
                         "env": {"type": "object", "additionalProperties": {"type": "string"}},
                         "workingDirectory": {"type": "string"},
                         "metadata": {"type": "object"},
-                        "fallback": {"type": "boolean", "description": "backend auto only: allow the local backend (process isolation, commands run on the host) when no container engine answers; default false"}
+                        "fallback": {"type": "boolean", "description": "backend auto only: allow the local backend (process isolation, commands run on the host) when no container engine answers; default false"},
+                        "caCertificates": {
+                            "description": "certificate authorities to trust besides the image's: \"host\" (the daemon host's system bundle) or PEM file paths on the daemon's host; default the daemon's DAGGER_SANDBOX_CA_CERTIFICATES",
+                            "oneOf": [{"type": "string", "enum": ["host"]}, {"type": "array", "items": {"type": "string"}}]
+                        }
                     }
                 },
                 "ExecRequest": {

@@ -281,6 +281,9 @@ impl Sessions {
         if let Some(i) = &image {
             config = config.image(i);
         }
+        if let Some(ca) = &req.ca_certificates {
+            config = config.ca_certificates(ca.clone());
+        }
         for (k, v) in &req.env {
             config = config.env(k, v);
         }

@@ -10,7 +10,20 @@ pub mod logs;
 pub mod serve;
 pub mod stop;
 
+use dagger_sandbox::CaCertificates;
 use serde_json::Value;
+
+/// The `--ca-certificates` value: `host`, or PEM paths separated by `:` made absolute here (a
+/// daemon resolves them from its own directory). Empty means none.
+pub fn ca_certificates(arg: &str) -> anyhow::Result<CaCertificates> {
+    Ok(match arg.parse::<CaCertificates>()? {
+        CaCertificates::Files(files) => {
+            let cwd = std::env::current_dir()?;
+            CaCertificates::Files(files.into_iter().map(|f| cwd.join(f)).collect())
+        }
+        host => host,
+    })
+}
 
 /// Joins argv words into one `sh -c` command that runs exactly those words: a single word is taken
 /// as a whole command line (`exec ID -- 'npm test && echo ok'`), several are quoted one by one.
