@@ -126,15 +126,23 @@ elif [ "$want_node" = 1 ]; then
 fi
 
 # npm_tarball PACKAGE VERSION: the path of the package's tarball, fetched once from the npm registry
-# (with the host's npm, so its registry and CA settings apply) into $STATE_DIR/npm.
+# (with the host's npm when there is one, so its registry and CA settings apply; else curl) into
+# $STATE_DIR/npm.
 npm_tarball() {
   local dir="$STATE_DIR/npm" file
   file="$dir/$1-$2.tgz"
   if [ ! -s "$file" ]; then
-    command -v npm >/dev/null 2>&1 || fail_or_warn "npm is needed once to fetch $1@$2 from the npm registry"
     mkdir -p "$dir"
-    log "npm pack $1@$2"
-    (cd "$dir" && npm pack --silent "$1@$2" >/dev/null) || fail_or_warn "could not fetch $1@$2 from the npm registry"
+    if command -v npm >/dev/null 2>&1; then
+      log "npm pack $1@$2"
+      (cd "$dir" && npm pack --silent "$1@$2" >/dev/null) || fail_or_warn "could not fetch $1@$2 from the npm registry"
+    else
+      # A bare machine has no npm: the registry serves the same tarball over plain HTTPS.
+      command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates || fail_or_warn "could not install curl"
+      log "curl $1@$2 from ${NPM_REGISTRY:-https://registry.npmjs.org}"
+      curl -fsSL -o "$file.partial" "${NPM_REGISTRY:-https://registry.npmjs.org}/$1/-/$1-$2.tgz" \
+        && mv "$file.partial" "$file" || fail_or_warn "could not fetch $1@$2 from the npm registry"
+    fi
   fi
   printf '%s\n' "$file"
 }
