@@ -46,6 +46,8 @@ enum Cmd {
     Doctor(JsonFlag),
     /// Copy a project into a fresh sandbox, install and test it, print a verdict (no daemon needed)
     Validate(validate::ValidateArgs),
+    /// List or prune the dependency caches sandboxes share (npm, pnpm, yarn, pip, node_modules)
+    Cache(commands::cache::CacheArgs),
 }
 
 /// `--json` for commands with no other options.
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
             Cmd::Clean(a) => commands::clean::run(a.json, &state_dir).await,
             Cmd::Doctor(a) => commands::doctor::run(a.json, &state_dir).await,
             Cmd::Validate(a) => validate::run(a, &state_dir).await,
+            Cmd::Cache(a) => commands::cache::run(a).await,
         }
     });
     // Background tasks (a spinner, a streaming body) must not keep a finished command alive.

@@ -41,21 +41,29 @@ fn node22_ready(test: &str) -> bool {
 /// `validate FIXTURE --json` with `npm ci`, as the README's main-job command runs it; the verdict
 /// and the process's success.
 fn validate(h: &Harness, name: &str) -> (Value, bool, String) {
+    // The tests' own cache set, kept between runs like a user's (`cache prune` empties it).
+    validate_in(h, name, "tests", &["--install", "npm ci --no-audit --no-fund"])
+}
+
+/// [`validate`] with the dependency caches of `namespace` and `extra` options.
+fn validate_in(h: &Harness, name: &str, namespace: &str, extra: &[&str]) -> (Value, bool, String) {
     let dir = fixture(name);
-    let out = h.run(&[
-        "validate",
-        dir.to_str().unwrap(),
-        "--backend",
-        "docker",
-        "--image",
-        NODE22,
-        "--network",
-        "--ca-certificates",
-        "host",
-        "--install",
-        "npm ci --no-audit --no-fund",
-        "--json",
-    ]);
+    let mut cmd = h.cmd();
+    cmd.env("DAGGER_SANDBOX_CACHE_NAMESPACE", namespace)
+        .args([
+            "validate",
+            dir.to_str().unwrap(),
+            "--backend",
+            "docker",
+            "--image",
+            NODE22,
+            "--network",
+            "--ca-certificates",
+            "host",
+            "--json",
+        ])
+        .args(extra);
+    let out = common::run_bounded(&mut cmd, std::time::Duration::from_secs(300));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
     (v, out.status.success(), describe(&out))
 }
@@ -137,4 +145,66 @@ fn a_missing_ca_file_is_invalid_argument_and_nothing_runs() {
     let err = common::stderr(&out);
     assert!(err.contains("INVALID_ARGUMENT") && err.contains("corp-ca.pem"), "{err}");
     assert!(!stdout(&out).contains("STEP"), "no step ran: {}", describe(&out));
+}
+
+#[test]
+fn caches_restore_an_unchanged_project_and_a_corrupt_cache_never_changes_a_verdict() {
+    if !node22_ready("caches_restore_an_unchanged_project_and_a_corrupt_cache_never_changes_a_verdict") {
+        return;
+    }
+    let h = Harness::new();
+    let ns = format!("t{}", std::process::id());
+    // Cold: nothing to restore; npm ci installs, and the tree is saved.
+    let (v, ok, why) = validate_in(&h, "express-api", &ns, &[]);
+    assert!(ok, "{why}");
+    assert_eq!(v["nodeModulesCache"], "miss", "{v}");
+    assert_eq!(step(&v, "install")["command"], "npm ci");
+    // Warm: the tree is restored and the install only checks it against the lockfile.
+    let (v, ok, why) = validate_in(&h, "express-api", &ns, &[]);
+    assert!(ok, "{why}");
+    assert_eq!(v["nodeModulesCache"], "hit", "{v}");
+    assert!(step(&v, "install")["command"].as_str().unwrap().starts_with("npm install --prefer-offline"), "{v}");
+    assert!(v["warnings"].as_array().unwrap().is_empty(), "{v}");
+    // Corrupt store entries and npm cache contents: a warning, a plain install, the same verdict.
+    let volume = |kind: &str| format!("dagger-sandbox-cache-{}-{ns}-{kind}", nix::unistd::getuid());
+    let spoil = format!(
+        "for f in /nm/*.tar; do echo garbage > \"$f\"; done; find /npm/_cacache/content-v2 -type f | head -100 | while read f; do echo bad > \"$f\"; done"
+    );
+    let status = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "-v",
+            &format!("{}:/nm", volume("node-modules")),
+            "-v",
+            &format!("{}:/npm", volume("npm")),
+        ])
+        .args([common::BUSYBOX, "sh", "-c", &spoil])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (v, ok, why) = validate_in(&h, "express-api", &ns, &[]);
+    assert!(ok && v["passed"] == true, "a corrupt cache must not fail a passing project: {why}");
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("could not be restored"), "{v}");
+    // A failing project still fails, on its test step, with the caches on.
+    let (v, ok, _) = validate_in(&h, "failing-test", &ns, &[]);
+    assert!(!ok && v["passed"] == false);
+    assert_eq!(step(&v, "install")["exitCode"], 0, "{v}");
+    // `cache ls` shows this namespace's volumes; `cache prune` removes them all.
+    let ls = |h: &Harness| {
+        let mut c = h.cmd();
+        c.env("DAGGER_SANDBOX_CACHE_NAMESPACE", &ns).args(["cache", "ls", "--json"]);
+        let out = common::run_bounded(&mut c, std::time::Duration::from_secs(60));
+        assert!(out.status.success(), "{}", describe(&out));
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap()
+    };
+    let listed = ls(&h);
+    let names: Vec<&str> = listed.as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&volume("npm").as_str()) && names.contains(&volume("node-modules").as_str()), "{listed}");
+    let mut prune = h.cmd();
+    prune.env("DAGGER_SANDBOX_CACHE_NAMESPACE", &ns).args(["cache", "prune"]);
+    let out = common::run_bounded(&mut prune, std::time::Duration::from_secs(60));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(ls(&h), serde_json::json!([]), "every cache of the namespace was removed");
 }

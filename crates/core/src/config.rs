@@ -12,6 +12,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::ca::{CaCertificates, ResolvedCa};
+use crate::caches::{CacheKind, Caches};
 use crate::error::{Error, Result};
 use crate::paths::SandboxPath;
 
@@ -142,6 +143,9 @@ pub struct SandboxConfig {
     /// `NODE_EXTRA_CA_CERTS`, `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `PIP_CERT`,
     /// `npm_config_cafile` and `GIT_SSL_CAINFO`.
     pub ca_certificates: Option<CaCertificates>,
+    /// Dependency caches shared by this user's sandboxes: `true` (all), `false` (default) or a
+    /// list of `npm`, `pnpm`, `yarn`, `pip`, `node-modules`; see `docs/configuration.md`.
+    pub caches: Option<Caches>,
 }
 
 impl SandboxConfig {
@@ -270,6 +274,12 @@ impl SandboxConfig {
         self
     }
 
+    /// Mounts these dependency caches (see `caches`).
+    pub fn caches(mut self, caches: Caches) -> Self {
+        self.caches = Some(caches);
+        self
+    }
+
     /// Checks every value and fills in defaults, reading host variables for `envPassthrough`.
     pub(crate) fn resolve(&self) -> Result<ResolvedConfig> {
         let tpl = match &self.template {
@@ -360,6 +370,7 @@ impl SandboxConfig {
             secret_patterns,
             dagger_connect_timeout: Duration::from_millis(dagger_connect_ms),
             ca,
+            caches: self.caches.as_ref().map(Caches::kinds).unwrap_or_default(),
         })
     }
 }
@@ -389,6 +400,8 @@ pub(crate) struct ResolvedConfig {
     pub dagger_connect_timeout: Duration,
     /// The CA files to install, when any were asked for.
     pub ca: Option<ResolvedCa>,
+    /// The dependency caches to mount.
+    pub caches: Vec<CacheKind>,
 }
 
 /// Refuses a variable name or value that no engine could pass on intact.

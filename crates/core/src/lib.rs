@@ -22,6 +22,7 @@
 
 mod backend;
 mod ca;
+pub mod caches;
 mod cleanup;
 mod config;
 mod error;
@@ -39,6 +40,7 @@ mod transfer;
 
 pub use backend::{BackendKind, DirEntry, EntryKind, Isolation, PortMapping, LIST_MAX_ENTRIES};
 pub use ca::{host_bundle, CaCertificates, CA_CERTIFICATES_ENV, CA_ENV_VARS, CA_FILE, TRUST_STORE};
+pub use caches::{CacheKind, Caches};
 pub use cleanup::{cleanup_orphans, CleanupReport};
 pub use config::{
     template, BackendChoice, SandboxConfig, Template, DEFAULT_IMAGE, DEFAULT_MEMORY_MB, DEFAULT_OUTPUT_CAP_BYTES,

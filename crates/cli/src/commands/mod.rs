@@ -1,6 +1,7 @@
 //! One module per subcommand that talks to the daemon (plus `serve` and `doctor`), and the bits they
 //! share: turning argv into one shell command, and reading session objects for tables.
 
+pub mod cache;
 pub mod clean;
 pub mod create;
 pub mod doctor;

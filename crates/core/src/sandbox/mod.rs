@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod ca;
+mod caches;
 mod files;
 
 pub use files::READ_FILE_LIMIT;
@@ -43,6 +44,8 @@ struct Inner {
     runtime: Option<tokio::runtime::Handle>,
     /// Set by `detach`: the engine resources are meant to outlive every handle.
     detached: std::sync::atomic::AtomicBool,
+    /// What went wrong at create without failing it.
+    warnings: Mutex<Vec<String>>,
 }
 
 impl Drop for Inner {
@@ -100,6 +103,9 @@ impl Sandbox {
             let state = State { workdir: cfg.workdir.clone(), env: cfg.env.clone() };
             let ca = cfg.ca.clone();
             let sb = Sandbox::from_parts(id, Arc::from(engine), cfg, state, fallback);
+            let mut warnings = sb.inner.engine.warnings();
+            sb.set_cache_env(&mut warnings);
+            *sb.inner.warnings.lock().unwrap_or_else(|p| p.into_inner()) = warnings;
             if let Some(ca) = ca {
                 // A sandbox that cannot trust what was asked would fail later, less clearly.
                 if let Err(e) = sb.install_ca(&ca).await {
@@ -132,6 +138,7 @@ impl Sandbox {
                 fallback,
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 detached: std::sync::atomic::AtomicBool::new(false),
+                warnings: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -184,6 +191,12 @@ impl Sandbox {
     /// Whether `close` has been called.
     pub fn is_closed(&self) -> bool {
         self.inner.closing.is_cancelled()
+    }
+
+    /// What went wrong at create without failing it, e.g. a dependency cache that could not be
+    /// mounted (the sandbox then works without it).
+    pub fn warnings(&self) -> Vec<String> {
+        self.inner.warnings.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -386,6 +399,7 @@ impl Sandbox {
         if has_ca {
             sb.set_ca_env();
         }
+        sb.set_cache_env(&mut Vec::new());
         Ok(sb)
     }
 
