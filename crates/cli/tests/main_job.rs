@@ -167,9 +167,8 @@ fn caches_restore_an_unchanged_project_and_a_corrupt_cache_never_changes_a_verdi
     assert!(v["warnings"].as_array().unwrap().is_empty(), "{v}");
     // Corrupt store entries and npm cache contents: a warning, a plain install, the same verdict.
     let volume = |kind: &str| format!("dagger-sandbox-cache-{}-{ns}-{kind}", nix::unistd::getuid());
-    let spoil = format!(
-        "for f in /nm/*.tar; do echo garbage > \"$f\"; done; find /npm/_cacache/content-v2 -type f | head -100 | while read f; do echo bad > \"$f\"; done"
-    );
+    let spoil =
+        "for f in /nm/*.tar; do echo garbage > \"$f\"; done; find /npm/_cacache/content-v2 -type f | head -100 | while read f; do echo bad > \"$f\"; done";
     let status = Command::new("docker")
         .args([
             "run",
@@ -179,7 +178,7 @@ fn caches_restore_an_unchanged_project_and_a_corrupt_cache_never_changes_a_verdi
             "-v",
             &format!("{}:/npm", volume("npm")),
         ])
-        .args([common::BUSYBOX, "sh", "-c", &spoil])
+        .args([common::BUSYBOX, "sh", "-c", spoil])
         .status()
         .unwrap();
     assert!(status.success());
