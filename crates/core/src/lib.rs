@@ -31,6 +31,7 @@ pub mod inventory;
 pub mod metrics;
 mod owner;
 mod paths;
+mod pool;
 pub mod private_dir;
 mod sandbox;
 mod service;
@@ -52,6 +53,7 @@ pub use owner::{
     host_id, owner_status, OwnerStatus, DAEMON_OWNER_PREFIX, LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX,
 };
 pub use paths::SandboxPath;
+pub use pool::Pool;
 pub use sandbox::{ExecStream, Sandbox, READ_FILE_LIMIT};
 pub use service::{ServeOptions, Service, DEFAULT_READY_TIMEOUT};
 pub use stream::FileReader;

@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         addr: "127.0.0.1:0".parse()?,
         state_dir: state.path().to_path_buf(),
         reap_interval: Duration::from_secs(300),
+        pools: Vec::new(),
     })
     .await?;
     let api = Api { http: reqwest::Client::new(), base: server.base_url(), token: server.token.to_string() };

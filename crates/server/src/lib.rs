@@ -42,6 +42,9 @@ pub struct ServeOptions {
     pub state_dir: PathBuf,
     /// How often the reaper looks for expired sessions.
     pub reap_interval: Duration,
+    /// Warm pools: (template, size) pairs whose sandboxes are started ahead and handed out to
+    /// creates that ask for the template and nothing more.
+    pub pools: Vec<(String, usize)>,
 }
 
 /// The lock file that keeps two daemons off one state dir (each would remove the other's
@@ -104,6 +107,7 @@ impl RunningServer {
             abort.abort();
         }
         reaper.abort();
+        sessions.shutdown_pools().await;
         sessions.detach_all();
         if state::read_daemon_info(&state_dir)
             .is_some_and(|i| i.pid == std::process::id() && i.addr == addr.to_string())
@@ -179,6 +183,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let owner = format!("{}{}", dagger_sandbox::DAEMON_OWNER_PREFIX, state_dir.display());
     let sessions = Sessions::new(store, owner, templates);
     let reconciled = reconcile::reconcile(&sessions).await.context("reconciling sessions with the engine")?;
+    // After reconcile: it would remove the pooled sandboxes, which belong to no session.
+    sessions.start_pools(&opts.pools).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {

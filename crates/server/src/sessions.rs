@@ -22,6 +22,7 @@ pub use crate::views::{CreateRequest, ExecRequest, ExecView, SessionView};
 
 mod detached;
 mod engine_watch;
+mod pools;
 mod secrets;
 mod takeback;
 pub use takeback::TakeBack;
@@ -76,6 +77,8 @@ pub struct Counters {
     pub created: AtomicU64,
     /// Sessions the reaper ended.
     pub reaped: AtomicU64,
+    /// Creates served from a warm pool.
+    pub pool_hits: AtomicU64,
 }
 
 /// The registry of sessions: the store plus the sandboxes held in memory.
@@ -92,6 +95,8 @@ pub struct Sessions {
     ended_logs: Mutex<VecDeque<(String, Arc<LogBuffer>)>>,
     /// The daemon's own counters.
     pub counters: Counters,
+    /// Warm pools per template (`serve --pool`).
+    pools: Mutex<Vec<Arc<dagger_sandbox::Pool>>>,
     /// How long a service may take to accept connections.
     ready_timeout: Duration,
 }
@@ -136,6 +141,7 @@ impl Sessions {
             retaking: Mutex::new(HashSet::new()),
             ended_logs: Mutex::new(VecDeque::new()),
             counters: Counters::default(),
+            pools: Mutex::new(Vec::new()),
             ready_timeout: dagger_sandbox::DEFAULT_READY_TIMEOUT,
         })
     }
@@ -294,7 +300,7 @@ impl Sessions {
             config = config.label("dev.dagger-sandbox.project", p);
         }
 
-        let sandbox = Sandbox::create(config.clone()).await?;
+        let sandbox = self.sandbox_for(&config).await?;
         let logs = Arc::new(LogBuffer::new());
         let live = Live::new(sandbox.clone(), logs.clone());
         // From here on, every failure must close the sandbox.

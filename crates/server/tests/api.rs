@@ -91,6 +91,7 @@ async fn the_daemon_refuses_a_public_address_and_a_second_daemon_on_its_state_di
         addr: addr.parse().unwrap(),
         state_dir: dir.path().to_path_buf(),
         reap_interval: REAP,
+        pools: Vec::new(),
     };
     let err = dagger_sandbox_server::start(opts("0.0.0.0:0")).await.err().expect("refused");
     assert!(err.to_string().contains("loopback"), "{err}");
@@ -288,6 +289,7 @@ async fn templates_from_the_state_dir_give_image_and_working_directory() {
         addr: "127.0.0.1:0".parse().unwrap(),
         state_dir: dir.path().to_path_buf(),
         reap_interval: REAP,
+        pools: Vec::new(),
     };
     let err = dagger_sandbox_server::start(opts).await.err().expect("a bad templates.json stops the start");
     assert!(format!("{err:#}").contains("templates.json") && format!("{err:#}").contains("imgae"), "{err:#}");

@@ -26,6 +26,7 @@ fn child_daemon() {
         addr: "127.0.0.1:0".parse().unwrap(),
         state_dir: dir.into(),
         reap_interval: Duration::from_secs(300),
+        pools: Vec::new(),
     }))
     .expect("the daemon runs until it is signalled");
 }

@@ -17,6 +17,17 @@ pub struct ServeArgs {
     /// How often expired sessions are stopped (e.g. 30s, 5m)
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     reap_interval: Duration,
+    /// Keep N sandboxes of a template started ahead, handed out to creates of that template
+    /// with no other option (repeatable; e.g. --pool node=2)
+    #[arg(long = "pool", value_name = "TEMPLATE=N", value_parser = parse_pool)]
+    pools: Vec<(String, usize)>,
+}
+
+fn parse_pool(s: &str) -> Result<(String, usize), String> {
+    match s.split_once('=').map(|(t, n)| (t, n.parse::<usize>())) {
+        Some((t, Ok(n))) if !t.is_empty() && (1..=64).contains(&n) => Ok((t.to_string(), n)),
+        _ => Err(format!("expected TEMPLATE=N with N from 1 to 64, got {s:?}")),
+    }
 }
 
 /// Runs the daemon until SIGINT/SIGTERM, logging to stderr (filter with `RUST_LOG`, default info).
@@ -37,6 +48,7 @@ pub async fn run(args: ServeArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode
         addr: args.addr,
         state_dir,
         reap_interval: args.reap_interval,
+        pools: args.pools,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

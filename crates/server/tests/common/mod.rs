@@ -28,6 +28,7 @@ impl Daemon {
             addr: "127.0.0.1:0".parse().unwrap(),
             state_dir: state_dir.to_path_buf(),
             reap_interval: reap,
+            pools: Vec::new(),
         })
         .await
         .expect("daemon starts");
