@@ -178,4 +178,9 @@ export interface SandboxOptions {
    * PEM file paths (default `$DAGGER_SANDBOX_CA_CERTIFICATES`); a missing file is `INVALID_ARGUMENT`.
    */
   caCertificates?: 'host' | Array<string>
+  /**
+   * Dependency caches shared by this user's sandboxes: `true` (all), `false` (default) or some
+   * of `npm`, `pnpm`, `yarn`, `pip`, `node-modules`.
+   */
+  caches?: boolean | Array<'npm' | 'pnpm' | 'yarn' | 'pip' | 'node-modules'>
 }

@@ -62,6 +62,11 @@ pub struct SandboxOptions {
     #[napi(ts_type = "'host' | Array<string>")]
     #[serde(skip)]
     pub ca_certificates: Option<Either<String, Vec<String>>>,
+    /// Dependency caches shared by this user's sandboxes: `true` (all), `false` (default) or some
+    /// of `npm`, `pnpm`, `yarn`, `pip`, `node-modules`.
+    #[napi(ts_type = "boolean | Array<'npm' | 'pnpm' | 'yarn' | 'pip' | 'node-modules'>")]
+    #[serde(skip)]
+    pub caches: Option<Either<bool, Vec<String>>>,
 }
 
 impl SandboxOptions {
@@ -91,6 +96,11 @@ impl SandboxOptions {
             match &self.ca_certificates {
                 Some(Either::A(word)) => map.insert("caCertificates".into(), word.as_str().into()),
                 Some(Either::B(paths)) => map.insert("caCertificates".into(), paths.clone().into()),
+                None => None,
+            };
+            match &self.caches {
+                Some(Either::A(on)) => map.insert("caches".into(), (*on).into()),
+                Some(Either::B(kinds)) => map.insert("caches".into(), kinds.clone().into()),
                 None => None,
             };
         }
