@@ -207,3 +207,37 @@ fn caches_restore_an_unchanged_project_and_a_corrupt_cache_never_changes_a_verdi
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(ls(&h), serde_json::json!([]), "every cache of the namespace was removed");
 }
+
+#[test]
+fn an_install_that_fails_on_a_broken_cache_runs_again_without_it_and_keeps_the_verdict() {
+    if !node22_ready("an_install_that_fails_on_a_broken_cache_runs_again_without_it_and_keeps_the_verdict") {
+        return;
+    }
+    let h = Harness::new();
+    let ns = format!("b{}", std::process::id());
+    let volume = format!("dagger-sandbox-cache-{}-{ns}-npm", nix::unistd::getuid());
+    // npm's cache directory is unreadable: npm ci fails on it.
+    let made = Command::new("docker")
+        .args(["volume", "create", "--label", "dev.dagger-sandbox.cache=npm"])
+        .args(["--label", &format!("dev.dagger-sandbox.cache-user={}", nix::unistd::getuid())])
+        .args(["--label", &format!("dev.dagger-sandbox.cache-namespace={ns}"), &volume])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let spoil = "echo x > /c/_cacache && chmod 000 /c/_cacache";
+    let status = Command::new("docker")
+        .args(["run", "--rm", "-v", &format!("{volume}:/c"), common::BUSYBOX, "sh", "-c", spoil])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (v, ok, why) = validate_in(&h, "failing-test", &ns, &[]);
+    // The verdict is the project's (its test fails), not the cache's.
+    assert!(!ok && v["passed"] == false, "{why}");
+    assert_eq!(step(&v, "install")["exitCode"], 0, "the install passed on its second run: {v}");
+    assert_eq!(step(&v, "install")["command"], "npm ci");
+    assert!(v["warnings"].to_string().contains("ran again without them"), "{v}");
+    assert_ne!(step(&v, "test")["exitCode"], 0);
+    let mut prune = h.cmd();
+    prune.env("DAGGER_SANDBOX_CACHE_NAMESPACE", &ns).args(["cache", "prune"]);
+    assert!(common::run_bounded(&mut prune, std::time::Duration::from_secs(60)).status.success());
+}
