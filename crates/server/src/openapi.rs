@@ -37,6 +37,15 @@ fn path_query() -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    // Built apart: inline, the schema would pass json!'s recursion limit.
+    let ca_certificates = json!({
+        "description": "certificate authorities to trust besides the image's: \"host\" (the daemon host's system bundle) or PEM file paths on the daemon's host; default the daemon's DAGGER_SANDBOX_CA_CERTIFICATES",
+        "oneOf": [{"type": "string", "enum": ["host"]}, {"type": "array", "items": {"type": "string"}}]
+    });
+    let caches = json!({
+        "description": "dependency caches shared by this user's sandboxes: true (all), false (default) or a list of kinds",
+        "oneOf": [{"type": "boolean"}, {"type": "array", "items": {"enum": ["npm", "pnpm", "yarn", "pip", "node-modules"]}}]
+    });
     let nullable_string = json!({"type": ["string", "null"]});
     json!({
         "openapi": "3.1.0",
@@ -271,10 +280,8 @@ pub fn document() -> Value {
                         "workingDirectory": {"type": "string"},
                         "metadata": {"type": "object"},
                         "fallback": {"type": "boolean", "description": "backend auto only: allow the local backend (process isolation, commands run on the host) when no container engine answers; default false"},
-                        "caCertificates": {
-                            "description": "certificate authorities to trust besides the image's: \"host\" (the daemon host's system bundle) or PEM file paths on the daemon's host; default the daemon's DAGGER_SANDBOX_CA_CERTIFICATES",
-                            "oneOf": [{"type": "string", "enum": ["host"]}, {"type": "array", "items": {"type": "string"}}]
-                        }
+                        "caCertificates": ca_certificates,
+                        "caches": caches
                     }
                 },
                 "ExecRequest": {

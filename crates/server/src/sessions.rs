@@ -290,6 +290,9 @@ impl Sessions {
         if let Some(ca) = &req.ca_certificates {
             config = config.ca_certificates(ca.clone());
         }
+        if let Some(caches) = &req.caches {
+            config = config.caches(caches.clone());
+        }
         for (k, v) in &req.env {
             config = config.env(k, v);
         }
