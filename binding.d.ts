@@ -173,4 +173,14 @@ export interface SandboxOptions {
   fallback?: boolean
   /** Extra labels put on engine resources (containers, images). */
   labels?: Record<string, string>
+  /**
+   * Certificate authorities to trust besides the image's: `'host'` (the host's system bundle) or
+   * PEM file paths (default `$DAGGER_SANDBOX_CA_CERTIFICATES`); a missing file is `INVALID_ARGUMENT`.
+   */
+  caCertificates?: 'host' | Array<string>
+  /**
+   * Dependency caches shared by this user's sandboxes: `true` (all), `false` (default) or some
+   * of `npm`, `pnpm`, `yarn`, `pip`, `node-modules`.
+   */
+  caches?: boolean | Array<'npm' | 'pnpm' | 'yarn' | 'pip' | 'node-modules'>
 }

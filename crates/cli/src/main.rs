@@ -48,6 +48,8 @@ enum Cmd {
     Validate(validate::ValidateArgs),
     /// Serve the sandbox as MCP tools on stdio, for coding agents (docs/mcp.md)
     Mcp(commands::mcp::McpArgs),
+    /// List or prune the dependency caches sandboxes share (npm, pnpm, yarn, pip, node_modules)
+    Cache(commands::cache::CacheArgs),
 }
 
 /// `--json` for commands with no other options.
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
             Cmd::Doctor(a) => commands::doctor::run(a.json, &state_dir).await,
             Cmd::Validate(a) => validate::run(a, &state_dir).await,
             Cmd::Mcp(a) => commands::mcp::run(a).await,
+            Cmd::Cache(a) => commands::cache::run(a).await,
         }
     });
     // Background tasks (a spinner, a streaming body) must not keep a finished command alive.

@@ -40,6 +40,13 @@ pub struct ValidateArgs {
     /// Let the steps reach the network (off by default; `npm install` of real dependencies needs it)
     #[arg(long)]
     network: bool,
+    /// Trust these certificate authorities in the sandbox: host (this machine's bundle) or PEM files
+    /// joined by ':' (for networks that intercept TLS; `npm install` fails without)
+    #[arg(long, value_name = "host|PATH", env = "DAGGER_SANDBOX_CA_CERTIFICATES")]
+    ca_certificates: Option<String>,
+    /// Do not mount the shared dependency caches (npm, pnpm, yarn, pip, node_modules store)
+    #[arg(long)]
+    no_cache: bool,
     /// Print `{passed, backend, isolation, steps: [...]}` instead of the table
     #[arg(long)]
     json: bool,
@@ -63,7 +70,11 @@ fn config(args: &ValidateArgs, state_dir: &Path) -> anyhow::Result<SandboxConfig
         invalid(format!("unknown template {:?}; known: {}", args.template, templates.names().join(", ")))
     })?;
     let image = args.image.clone().unwrap_or_else(|| tpl.image.clone());
-    Ok(SandboxConfig::new()
+    let mut cfg = SandboxConfig::new();
+    if let Some(ca) = &args.ca_certificates {
+        cfg = cfg.ca_certificates(crate::commands::ca_certificates(ca)?);
+    }
+    Ok(cfg
         .backend(backend)
         .image(image)
         .workdir(tpl.working_directory.clone())
@@ -94,7 +105,7 @@ pub async fn run(args: ValidateArgs, state_dir: &Path) -> anyhow::Result<ExitCod
     });
     let (tx, rx) = mpsc::channel(256);
     let spinners = tokio::spawn(show_progress(rx, what));
-    let opts = ValidateOptions { step_timeout: args.timeout, cancel, progress: Some(tx) };
+    let opts = ValidateOptions { step_timeout: args.timeout, cancel, progress: Some(tx), caches: !args.no_cache };
     let outcome = validate(cfg, &plan, opts).await;
     let _ = spinners.await;
     let report = match outcome {
@@ -166,6 +177,9 @@ fn print_human(report: &Report, steps: &[&str], args: &ValidateArgs) -> std::io:
         t.row([name.to_string(), "-".into(), "-".into(), "skipped (an earlier step failed)".into()]);
     }
     out!("{}", t.render())?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
     let total: u64 = report.steps.iter().map(|s| s.duration_ms).sum();
     let engine = format!("{}, {} isolation", report.backend, report.isolation);
     match report.failed_step() {

@@ -11,6 +11,8 @@ use std::time::Duration;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::ca::{CaCertificates, ResolvedCa};
+use crate::caches::{CacheKind, Caches};
 use crate::error::{Error, Result};
 use crate::paths::SandboxPath;
 
@@ -135,6 +137,15 @@ pub struct SandboxConfig {
     /// Dagger: how long finding, starting and connecting to an engine may take, in milliseconds
     /// (default 60000); the SDK itself has no bound.
     pub dagger_connect_timeout_ms: Option<u64>,
+    /// Certificate authorities to trust besides the image's: `"host"` (the host's system bundle)
+    /// or PEM file paths; default `$DAGGER_SANDBOX_CA_CERTIFICATES`, else none. Installed as
+    /// `/etc/ssl/certs/dagger-sandbox-ca.pem`, appended to the trust store, and named by
+    /// `NODE_EXTRA_CA_CERTS`, `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `PIP_CERT`,
+    /// `npm_config_cafile` and `GIT_SSL_CAINFO`.
+    pub ca_certificates: Option<CaCertificates>,
+    /// Dependency caches shared by this user's sandboxes: `true` (all), `false` (default) or a
+    /// list of `npm`, `pnpm`, `yarn`, `pip`, `node-modules`; see `docs/configuration.md`.
+    pub caches: Option<Caches>,
 }
 
 impl SandboxConfig {
@@ -257,6 +268,18 @@ impl SandboxConfig {
         self
     }
 
+    /// Trusts these certificate authorities besides the image's (see `caCertificates`).
+    pub fn ca_certificates(mut self, ca: CaCertificates) -> Self {
+        self.ca_certificates = Some(ca);
+        self
+    }
+
+    /// Mounts these dependency caches (see `caches`).
+    pub fn caches(mut self, caches: Caches) -> Self {
+        self.caches = Some(caches);
+        self
+    }
+
     /// Checks every value and fills in defaults, reading host variables for `envPassthrough`.
     pub(crate) fn resolve(&self) -> Result<ResolvedConfig> {
         let tpl = match &self.template {
@@ -327,6 +350,7 @@ impl SandboxConfig {
         if dagger_connect_ms == 0 {
             return Err(Error::InvalidArgument("daggerConnectTimeoutMs must be greater than 0".into()));
         }
+        let ca = crate::ca::resolve(self.ca_certificates.as_ref())?;
         Ok(ResolvedConfig {
             backend: self.backend,
             image,
@@ -345,6 +369,8 @@ impl SandboxConfig {
             cache_execs: self.cache_execs,
             secret_patterns,
             dagger_connect_timeout: Duration::from_millis(dagger_connect_ms),
+            ca,
+            caches: self.caches.as_ref().map(Caches::kinds).unwrap_or_default(),
         })
     }
 }
@@ -372,6 +398,10 @@ pub(crate) struct ResolvedConfig {
     pub secret_patterns: Vec<String>,
     #[cfg_attr(not(feature = "dagger"), allow(dead_code))]
     pub dagger_connect_timeout: Duration,
+    /// The CA files to install, when any were asked for.
+    pub ca: Option<ResolvedCa>,
+    /// The dependency caches to mount.
+    pub caches: Vec<CacheKind>,
 }
 
 /// Refuses a variable name or value that no engine could pass on intact.

@@ -21,6 +21,8 @@
 //! stable [`ErrorCode`].
 
 mod backend;
+mod ca;
+pub mod caches;
 mod cleanup;
 mod config;
 mod error;
@@ -29,6 +31,7 @@ pub mod inventory;
 pub mod metrics;
 mod owner;
 mod paths;
+mod pool;
 pub mod private_dir;
 mod sandbox;
 mod service;
@@ -37,6 +40,8 @@ mod tarball;
 mod transfer;
 
 pub use backend::{BackendKind, DirEntry, EntryKind, Isolation, PortMapping, LIST_MAX_ENTRIES};
+pub use ca::{host_bundle, CaCertificates, CA_CERTIFICATES_ENV, CA_ENV_VARS, CA_FILE, TRUST_STORE};
+pub use caches::{CacheKind, Caches};
 pub use cleanup::{cleanup_orphans, CleanupReport};
 pub use config::{
     template, BackendChoice, SandboxConfig, Template, DEFAULT_IMAGE, DEFAULT_MEMORY_MB, DEFAULT_OUTPUT_CAP_BYTES,
@@ -48,6 +53,7 @@ pub use owner::{
     host_id, owner_status, OwnerStatus, DAEMON_OWNER_PREFIX, LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBOX,
 };
 pub use paths::SandboxPath;
+pub use pool::Pool;
 pub use sandbox::{ExecStream, Sandbox, READ_FILE_LIMIT};
 pub use service::{ServeOptions, Service, DEFAULT_READY_TIMEOUT};
 pub use stream::FileReader;

@@ -57,6 +57,16 @@ pub struct SandboxOptions {
     /// Extra labels put on engine resources (containers, images).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<HashMap<String, String>>,
+    /// Certificate authorities to trust besides the image's: `'host'` (the host's system bundle) or
+    /// PEM file paths (default `$DAGGER_SANDBOX_CA_CERTIFICATES`); a missing file is `INVALID_ARGUMENT`.
+    #[napi(ts_type = "'host' | Array<string>")]
+    #[serde(skip)]
+    pub ca_certificates: Option<Either<String, Vec<String>>>,
+    /// Dependency caches shared by this user's sandboxes: `true` (all), `false` (default) or some
+    /// of `npm`, `pnpm`, `yarn`, `pip`, `node-modules`.
+    #[napi(ts_type = "boolean | Array<'npm' | 'pnpm' | 'yarn' | 'pip' | 'node-modules'>")]
+    #[serde(skip)]
+    pub caches: Option<Either<bool, Vec<String>>>,
 }
 
 impl SandboxOptions {
@@ -82,6 +92,17 @@ impl SandboxOptions {
                     *v = serde_json::Value::from(f as i64);
                 }
             }
+            // The core parses it (and says what is wrong with a bad one).
+            match &self.ca_certificates {
+                Some(Either::A(word)) => map.insert("caCertificates".into(), word.as_str().into()),
+                Some(Either::B(paths)) => map.insert("caCertificates".into(), paths.clone().into()),
+                None => None,
+            };
+            match &self.caches {
+                Some(Either::A(on)) => map.insert("caches".into(), (*on).into()),
+                Some(Either::B(kinds)) => map.insert("caches".into(), kinds.clone().into()),
+                None => None,
+            };
         }
         dagger_sandbox::SandboxConfig::from_json_str(&value.to_string()).map_err(crate::error::to_napi)
     }

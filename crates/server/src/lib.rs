@@ -52,6 +52,9 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// Longest pause inside a request body before the request fails.
     pub body_timeout: Duration,
+    /// Warm pools: (template, size) pairs whose sandboxes are started ahead and handed out to
+    /// creates that ask for the template and nothing more.
+    pub pools: Vec<(String, usize)>,
 }
 
 impl Default for ServeOptions {
@@ -65,6 +68,7 @@ impl Default for ServeOptions {
             max_sandboxes: quota::DEFAULT_MAX_SANDBOXES,
             header_timeout: listen::DEFAULT_HEADER_TIMEOUT,
             body_timeout: listen::DEFAULT_BODY_TIMEOUT,
+            pools: Vec::new(),
         }
     }
 }
@@ -129,6 +133,7 @@ impl RunningServer {
             abort.abort();
         }
         reaper.abort();
+        sessions.shutdown_pools().await;
         sessions.detach_all();
         if state::read_daemon_info(&state_dir)
             .is_some_and(|i| i.pid == std::process::id() && i.addr == addr.to_string())
@@ -211,6 +216,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let owner = format!("{}{}", dagger_sandbox::DAEMON_OWNER_PREFIX, state_dir.display());
     let sessions = Sessions::new(store, owner, templates);
     let reconciled = reconcile::reconcile(&sessions).await.context("reconciling sessions with the engine")?;
+    // After reconcile: it would remove the pooled sandboxes, which belong to no session.
+    sessions.start_pools(&opts.pools).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {

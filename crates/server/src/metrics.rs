@@ -51,6 +51,7 @@ pub fn render(by_status: &[(Status, u64)], counters: &Counters) -> String {
     for (name, help, v) in [
         ("dagger_sandbox_sessions_created_total", "Sessions created through the API.", &counters.created),
         ("dagger_sandbox_sessions_reaped_total", "Sessions the reaper stopped because they expired.", &counters.reaped),
+        ("dagger_sandbox_pool_hits_total", "Creates served from a warm pool (serve --pool).", &counters.pool_hits),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
     }

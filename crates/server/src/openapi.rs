@@ -104,6 +104,15 @@ fn path_query() -> Value {
 
 /// The document of a daemon whose templates are `templates` (a create may name only those).
 pub fn document(templates: &[&str]) -> Value {
+    // Built apart: inline, the schema would pass json!'s recursion limit.
+    let ca_certificates = json!({
+        "description": "certificate authorities to trust besides the image's: \"host\" (the daemon host's system bundle) or PEM file paths on the daemon's host; default the daemon's DAGGER_SANDBOX_CA_CERTIFICATES",
+        "oneOf": [{"type": "string", "enum": ["host"]}, {"type": "array", "items": {"type": "string"}}]
+    });
+    let caches = json!({
+        "description": "dependency caches shared by this user's sandboxes: true (all), false (default) or a list of kinds",
+        "oneOf": [{"type": "boolean"}, {"type": "array", "items": {"enum": ["npm", "pnpm", "yarn", "pip", "node-modules"]}}]
+    });
     let nullable_string = json!({"type": ["string", "null"]});
     let ttl = json!({"type": "integer", "minimum": 1, "maximum": crate::sessions::MAX_TTL_SECONDS});
     json!({
@@ -338,7 +347,9 @@ pub fn document(templates: &[&str]) -> Value {
                         "env": env_schema(),
                         "workingDirectory": or_null(absolute_path()),
                         "metadata": {"type": ["object", "null"]},
-                        "fallback": {"type": ["boolean", "null"], "description": "backend auto only: allow the local backend (process isolation, commands run on the host) when no container engine answers; default false"}
+                        "fallback": {"type": ["boolean", "null"], "description": "backend auto only: allow the local backend (process isolation, commands run on the host) when no container engine answers; default false"},
+                        "caCertificates": or_null(ca_certificates),
+                        "caches": or_null(caches)
                     },
                     "description": "`ports` needs `command`; the dagger backend runs no service (no `command`, no `ports`)",
                     "allOf": [

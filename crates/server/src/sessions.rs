@@ -22,6 +22,7 @@ pub use crate::views::{CreateRequest, ExecRequest, ExecView, SessionView};
 
 mod detached;
 mod engine_watch;
+mod pools;
 mod secrets;
 mod takeback;
 pub use takeback::TakeBack;
@@ -76,6 +77,8 @@ pub struct Counters {
     pub created: AtomicU64,
     /// Sessions the reaper ended.
     pub reaped: AtomicU64,
+    /// Creates served from a warm pool.
+    pub pool_hits: AtomicU64,
 }
 
 /// The registry of sessions: the store plus the sandboxes held in memory.
@@ -93,6 +96,8 @@ pub struct Sessions {
     ended_logs: Mutex<VecDeque<(String, Arc<LogBuffer>)>>,
     /// The daemon's own counters.
     pub counters: Counters,
+    /// Warm pools per template (`serve --pool`).
+    pools: Mutex<Vec<Arc<dagger_sandbox::Pool>>>,
     /// How long a service may take to accept connections.
     ready_timeout: Duration,
 }
@@ -137,6 +142,7 @@ impl Sessions {
             retaking: Mutex::new(HashMap::new()),
             ended_logs: Mutex::new(VecDeque::new()),
             counters: Counters::default(),
+            pools: Mutex::new(Vec::new()),
             ready_timeout: dagger_sandbox::DEFAULT_READY_TIMEOUT,
         })
     }
@@ -292,6 +298,12 @@ impl Sessions {
         if let Some(i) = &image {
             config = config.image(i);
         }
+        if let Some(ca) = &req.ca_certificates {
+            config = config.ca_certificates(ca.clone());
+        }
+        if let Some(caches) = &req.caches {
+            config = config.caches(caches.clone());
+        }
         for (k, v) in &req.env {
             config = config.env(k, v);
         }
@@ -302,7 +314,7 @@ impl Sessions {
             config = config.label("dev.dagger-sandbox.project", p);
         }
 
-        let sandbox = Sandbox::create(config.clone()).await?;
+        let sandbox = self.sandbox_for(&config).await?;
         let logs = Arc::new(LogBuffer::new());
         let live = Live::new(sandbox.clone(), logs.clone());
         // From here on, every failure must close the sandbox.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use dagger_sandbox::{ExecResult, PortMapping, SandboxConfig};
+use dagger_sandbox::{CaCertificates, Caches, ExecResult, PortMapping, SandboxConfig};
 use dagger_sandbox_store::Session;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,11 @@ pub struct CreateRequest {
     /// the daemon's user) when no container engine answers. Off unless asked: a REST caller must
     /// never get host execution it did not choose.
     pub fallback: Option<bool>,
+    /// Certificate authorities to trust besides the image's: `"host"` or PEM paths on the
+    /// daemon's host (default: the daemon's `DAGGER_SANDBOX_CA_CERTIFICATES`).
+    pub ca_certificates: Option<CaCertificates>,
+    /// Dependency caches to mount: `true`, `false` (default) or a list of kinds.
+    pub caches: Option<Caches>,
 }
 
 /// The body of `POST /api/sandbox/:id/exec`.

@@ -15,6 +15,7 @@
 //! ```
 
 mod error;
+pub mod modules;
 mod plan;
 mod report;
 mod run;

@@ -23,11 +23,15 @@ pub struct Plan {
     pub dir: PathBuf,
     /// The steps, in order; never empty.
     pub steps: Vec<Step>,
+    /// The key of the project's installed tree in the `node_modules` store, when its install step
+    /// is the default `npm ci` (a lockfile and no install command given).
+    pub modules_key: Option<String>,
 }
 
 impl Plan {
     /// The plan for `dir`: `install`/`test` when given (an empty string skips that step), else
-    /// `npm install` / `npm test` when the project has a `package.json`.
+    /// `npm ci` (with a `package-lock.json`; `npm install` without) and `npm test` when the project
+    /// has a `package.json`.
     pub fn for_project(
         dir: impl AsRef<Path>,
         install: Option<&str>,
@@ -44,12 +48,14 @@ impl Plan {
             .canonicalize()
             .map_err(|e| ValidateError::InvalidProject(format!("{} cannot be read: {e}", dir.display())))?;
         let npm = abs.join("package.json").is_file();
+        let locked = npm && abs.join("package-lock.json").is_file();
+        let default_install = if locked { "npm ci" } else { "npm install" };
         let pick = |flag: Option<&str>, default: &str| match flag {
             Some(cmd) => cmd.trim().to_string(),
             None if npm => default.to_string(),
             None => String::new(),
         };
-        let steps: Vec<Step> = [("install", pick(install, "npm install")), ("test", pick(test, "npm test"))]
+        let steps: Vec<Step> = [("install", pick(install, default_install)), ("test", pick(test, "npm test"))]
             .into_iter()
             .filter(|(_, cmd)| !cmd.is_empty())
             .map(|(name, command)| Step { name, command })
@@ -57,7 +63,8 @@ impl Plan {
         if steps.is_empty() {
             return Err(ValidateError::NothingToRun(dir.to_path_buf()));
         }
-        Ok(Plan { dir: abs, steps })
+        let modules_key = if locked && install.is_none() { crate::modules::project_key(&abs) } else { None };
+        Ok(Plan { dir: abs, steps, modules_key })
     }
 }
 
@@ -71,6 +78,11 @@ mod tests {
         std::fs::write(d.path().join("package.json"), "{}").unwrap();
         let p = Plan::for_project(d.path(), None, None).unwrap();
         assert_eq!(p.steps.iter().map(|s| s.command.as_str()).collect::<Vec<_>>(), ["npm install", "npm test"]);
+        assert_eq!(p.modules_key, None);
+        std::fs::write(d.path().join("package-lock.json"), "{}").unwrap();
+        let p = Plan::for_project(d.path(), None, None).unwrap();
+        assert_eq!(p.steps[0].command, "npm ci", "a lockfile makes the install reproducible");
+        assert!(p.modules_key.is_some());
         let p = Plan::for_project(d.path(), Some(""), Some(" make check ")).unwrap();
         assert_eq!(p.steps, [Step { name: "test", command: "make check".into() }]);
     }

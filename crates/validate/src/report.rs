@@ -50,6 +50,11 @@ pub struct Report {
     pub fallback_reason: Option<String>,
     /// The steps that ran.
     pub steps: Vec<StepReport>,
+    /// The `node_modules` store: `hit` (the installed tree was restored), `miss`, or `off`.
+    pub node_modules_cache: String,
+    /// What went wrong without changing the verdict: a cache that could not be used, an install
+    /// retried without the caches.
+    pub warnings: Vec<String>,
 }
 
 impl Report {

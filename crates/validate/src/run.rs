@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
-use dagger_sandbox::{CancellationToken, ErrorCode, ExecOptions, OutputChunk, RefreshOptions, Sandbox, SandboxConfig};
+use dagger_sandbox::{
+    CacheKind, Caches, CancellationToken, ErrorCode, ExecOptions, OutputChunk, RefreshOptions, Sandbox, SandboxConfig,
+};
 use tokio::sync::mpsc;
 
+use crate::modules::{self, STORE_ENV};
 use crate::report::{tail, Report, StepReport, TAIL_CHARS, TAIL_LINES};
 use crate::{Plan, ValidateError, EXCLUDE};
 
@@ -21,11 +24,20 @@ pub struct ValidateOptions {
     /// Where progress goes as it happens (stages and the steps' output), for spinners and MCP
     /// progress notifications. Sends never block the validation: a full channel drops events.
     pub progress: Option<mpsc::Sender<Progress>>,
+    /// Mount this user's dependency caches (npm, pnpm, yarn, pip and the `node_modules` store)
+    /// when the config does not say otherwise (default on). A cache that fails degrades to a plain
+    /// install with a warning in the report, never to another verdict.
+    pub caches: bool,
 }
 
 impl Default for ValidateOptions {
     fn default() -> Self {
-        ValidateOptions { step_timeout: Duration::from_secs(600), cancel: CancellationToken::new(), progress: None }
+        ValidateOptions {
+            step_timeout: Duration::from_secs(600),
+            cancel: CancellationToken::new(),
+            progress: None,
+            caches: true,
+        }
     }
 }
 
@@ -62,7 +74,10 @@ pub enum Progress {
 /// Validates `plan` in a new sandbox made from `config` and returns the verdict. A failing or
 /// timed-out step is a verdict (`passed: false`), not an error; errors are for a project that
 /// cannot be run, a sandbox that cannot be made or fails, and cancellation.
-pub async fn validate(config: SandboxConfig, plan: &Plan, opts: ValidateOptions) -> Result<Report, ValidateError> {
+pub async fn validate(mut config: SandboxConfig, plan: &Plan, opts: ValidateOptions) -> Result<Report, ValidateError> {
+    if opts.caches && config.caches.is_none() {
+        config = config.caches(Caches::All(true));
+    }
     let say = |p: Progress| {
         if let Some(tx) = &opts.progress {
             let _ = tx.try_send(p);
@@ -84,8 +99,9 @@ pub async fn validate(config: SandboxConfig, plan: &Plan, opts: ValidateOptions)
         _ = opts.cancel.cancelled() => Err(ValidateError::Cancelled),
     };
     let closed = sb.close().await;
-    let steps = outcome?;
+    let Outcome { steps, node_modules_cache, mut warnings } = outcome?;
     closed.map_err(ValidateError::at("removing the sandbox"))?;
+    warnings.splice(0..0, sb.warnings());
     Ok(Report {
         passed: steps.len() == plan.steps.len() && steps.iter().all(StepReport::passed),
         backend: sb.backend().to_string(),
@@ -93,63 +109,80 @@ pub async fn validate(config: SandboxConfig, plan: &Plan, opts: ValidateOptions)
         image: sb.image().map(str::to_string),
         fallback_reason: sb.fallback_reason().map(str::to_string),
         steps,
+        node_modules_cache,
+        warnings,
     })
 }
 
-/// Copies the project in and runs the steps in order, stopping at the first that fails.
+/// What running the steps gave.
+struct Outcome {
+    steps: Vec<StepReport>,
+    node_modules_cache: String,
+    warnings: Vec<String>,
+}
+
+/// Copies the project in, restores the `node_modules` store's entry when there is one, and runs the
+/// steps in order, stopping at the first that fails.
 async fn run_steps(
     sb: &Sandbox,
     plan: &Plan,
     opts: &ValidateOptions,
     say: &(dyn Fn(Progress) + Sync),
-) -> Result<Vec<StepReport>, ValidateError> {
+) -> Result<Outcome, ValidateError> {
     let workdir = sb.workdir();
     say(Progress::Copying);
     sb.refresh_from_host(&plan.dir, &workdir, RefreshOptions::exclude(EXCLUDE))
         .await
         .map_err(ValidateError::at(format!("copying {} into {workdir}", plan.dir.display())))?;
-    let mut reports = Vec::new();
-    for step in &plan.steps {
-        say(Progress::StepStarted { name: step.name, command: step.command.clone() });
-        let mut exec = ExecOptions::new().timeout(opts.step_timeout).cancel(opts.cancel.clone());
-        let forward = opts.progress.clone().map(|progress| {
-            let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
-            exec = std::mem::take(&mut exec).output(tx);
-            tokio::spawn(async move {
-                while let Some(chunk) = rx.recv().await {
-                    let _ = progress.try_send(Progress::Output(chunk));
-                }
-            })
-        });
-        let result = sb.exec(&step.command, exec).await;
-        if let Some(task) = forward {
-            let _ = task.await;
-        }
-        let report = match result {
-            Ok(r) => StepReport {
-                name: step.name.to_string(),
-                command: step.command.clone(),
-                exit_code: r.exit_code,
-                duration_ms: r.duration_ms,
-                timed_out: false,
-                stdout_tail: tail(&r.stdout, TAIL_LINES, TAIL_CHARS),
-                stderr_tail: tail(&r.stderr, TAIL_LINES, TAIL_CHARS),
-            },
-            Err(e) if e.code() == ErrorCode::Timeout => {
-                let (out, err) = e.partial_output().map(|p| (p.stdout.clone(), p.stderr.clone())).unwrap_or_default();
-                StepReport {
-                    name: step.name.to_string(),
-                    command: step.command.clone(),
-                    exit_code: -1,
-                    duration_ms: opts.step_timeout.as_millis() as u64,
-                    timed_out: true,
-                    stdout_tail: tail(&out, TAIL_LINES, TAIL_CHARS),
-                    stderr_tail: tail(&format!("{err}\n{e}"), TAIL_LINES, TAIL_CHARS),
-                }
+    let env = sb.env();
+    let cache_vars: Vec<&str> = CacheKind::ALL.iter().map(|k| k.env_var()).filter(|v| env.contains_key(*v)).collect();
+    let mut warnings = Vec::new();
+    let store_key = plan.modules_key.as_deref().filter(|_| env.contains_key(STORE_ENV));
+    let mut node_modules_cache = "off".to_string();
+    if let Some(key) = store_key {
+        node_modules_cache = match helper(sb, &modules::restore_script(key), opts).await {
+            Ok(said) if said == "hit" || said == "miss" => said,
+            Ok(said) => {
+                warnings.push(format!(
+                    "the node_modules cache entry could not be restored ({said}); installing from scratch"
+                ));
+                "miss".into()
             }
-            Err(e) if e.code() == ErrorCode::Cancelled => return Err(ValidateError::Cancelled),
-            Err(e) => return Err(ValidateError::at(format!("running the {} step ({})", step.name, step.command))(e)),
+            Err(e) => {
+                warnings.push(format!("the node_modules cache could not be read ({e}); installing from scratch"));
+                "miss".into()
+            }
         };
+    }
+    let mut reports = Vec::new();
+    let mut saving = None;
+    for step in &plan.steps {
+        let install = step.name == "install";
+        let warm = install && node_modules_cache == "hit";
+        let command = if warm { modules::WARM_INSTALL.to_string() } else { step.command.clone() };
+        let mut report = run_step(sb, step.name, &command, opts, say).await?;
+        if install && !report.passed() && !cache_vars.is_empty() && !report.timed_out {
+            // A full, corrupt or locked cache must not decide the verdict: the install runs again
+            // from scratch, with fresh private caches, and that run's outcome counts.
+            warnings.push(format!(
+                "the install step failed (exit {}) with the shared dependency caches; it ran again without them",
+                report.exit_code
+            ));
+            let mut fresh = String::from("d=$(mktemp -d) && export");
+            for var in &cache_vars {
+                fresh.push_str(&format!(" {var}=\"$d/{var}\""));
+            }
+            fresh.push_str(" && find . -name node_modules -prune -type d -exec rm -rf {} + ; ");
+            report = run_step(sb, step.name, &(fresh + &step.command), opts, say).await?;
+            report.command = step.command.clone();
+        } else if install && report.passed() && node_modules_cache == "miss" {
+            if let Some(key) = store_key {
+                // Saved while the tests run: the tree is complete once the install passed.
+                let (sb, script) = (sb.clone(), modules::save_script(key, store_mb()));
+                let opts = ExecOptions::new().timeout(opts.step_timeout).cancel(opts.cancel.clone());
+                saving = Some(tokio::spawn(async move { sb.exec(&script, opts).await }));
+            }
+        }
         let passed = report.passed();
         say(Progress::StepFinished(report.clone()));
         reports.push(report);
@@ -157,5 +190,81 @@ async fn run_steps(
             break;
         }
     }
-    Ok(reports)
+    if let Some(task) = saving {
+        match task.await {
+            Ok(Ok(r)) if r.exit_code == 0 => {}
+            Ok(Ok(r)) => warnings.push(format!("the node_modules cache was not saved: {}", r.stderr.trim())),
+            Ok(Err(e)) => warnings.push(format!("the node_modules cache was not saved: {e}")),
+            Err(e) => warnings.push(format!("the node_modules cache was not saved: {e}")),
+        }
+    }
+    Ok(Outcome { steps: reports, node_modules_cache, warnings })
+}
+
+/// The store's size bound in MiB: `DAGGER_SANDBOX_NODE_MODULES_CACHE_MB`, else the default.
+fn store_mb() -> u64 {
+    std::env::var("DAGGER_SANDBOX_NODE_MODULES_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(modules::DEFAULT_STORE_MB)
+}
+
+/// Runs a cache helper script; its last stdout line, or why it failed.
+async fn helper(sb: &Sandbox, script: &str, opts: &ValidateOptions) -> Result<String, String> {
+    let exec = ExecOptions::new().timeout(opts.step_timeout).cancel(opts.cancel.clone());
+    match sb.exec(script, exec).await {
+        Ok(r) if r.exit_code == 0 => Ok(r.stdout.lines().last().unwrap_or("").trim().to_string()),
+        Ok(r) => Err(format!("exit {}: {}", r.exit_code, tail(&r.stderr, 2, 300))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs one step and reports it; a timeout is a verdict, a cancellation or engine failure an error.
+async fn run_step(
+    sb: &Sandbox,
+    name: &'static str,
+    command: &str,
+    opts: &ValidateOptions,
+    say: &(dyn Fn(Progress) + Sync),
+) -> Result<StepReport, ValidateError> {
+    say(Progress::StepStarted { name, command: command.to_string() });
+    let mut exec = ExecOptions::new().timeout(opts.step_timeout).cancel(opts.cancel.clone());
+    let forward = opts.progress.clone().map(|progress| {
+        let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
+        exec = std::mem::take(&mut exec).output(tx);
+        tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
+                let _ = progress.try_send(Progress::Output(chunk));
+            }
+        })
+    });
+    let result = sb.exec(command, exec).await;
+    if let Some(task) = forward {
+        let _ = task.await;
+    }
+    Ok(match result {
+        Ok(r) => StepReport {
+            name: name.to_string(),
+            command: command.to_string(),
+            exit_code: r.exit_code,
+            duration_ms: r.duration_ms,
+            timed_out: false,
+            stdout_tail: tail(&r.stdout, TAIL_LINES, TAIL_CHARS),
+            stderr_tail: tail(&r.stderr, TAIL_LINES, TAIL_CHARS),
+        },
+        Err(e) if e.code() == ErrorCode::Timeout => {
+            let (out, err) = e.partial_output().map(|p| (p.stdout.clone(), p.stderr.clone())).unwrap_or_default();
+            StepReport {
+                name: name.to_string(),
+                command: command.to_string(),
+                exit_code: -1,
+                duration_ms: opts.step_timeout.as_millis() as u64,
+                timed_out: true,
+                stdout_tail: tail(&out, TAIL_LINES, TAIL_CHARS),
+                stderr_tail: tail(&format!("{err}\n{e}"), TAIL_LINES, TAIL_CHARS),
+            }
+        }
+        Err(e) if e.code() == ErrorCode::Cancelled => return Err(ValidateError::Cancelled),
+        Err(e) => return Err(ValidateError::at(format!("running the {name} step ({command})"))(e)),
+    })
 }

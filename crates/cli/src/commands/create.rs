@@ -40,6 +40,9 @@ pub struct CreateArgs {
     /// Working directory inside the sandbox [default: the template's, else /app]
     #[arg(long, value_name = "DIR")]
     workdir: Option<String>,
+    /// Trust these certificate authorities: host (this machine's bundle) or PEM files joined by ':'
+    #[arg(long, value_name = "host|PATH", env = "DAGGER_SANDBOX_CA_CERTIFICATES")]
+    ca_certificates: Option<String>,
     /// Print the session as JSON
     #[arg(long)]
     json: bool,
@@ -91,6 +94,9 @@ impl CreateArgs {
         }
         if let Some(w) = &self.workdir {
             put("workingDirectory", json!(w));
+        }
+        if let Some(ca) = &self.ca_certificates {
+            put("caCertificates", serde_json::to_value(super::ca_certificates(ca)?)?);
         }
         Ok(Value::Object(b))
     }

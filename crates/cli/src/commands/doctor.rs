@@ -12,7 +12,12 @@ use crate::client;
 use crate::output::{self, Table};
 
 /// Images the repository's own tests use; reported so a test run's missing image is obvious.
-const TEST_IMAGES: &[&str] = &["dagger-sandbox-test/busybox:latest", "dagger-sandbox-test/node:latest"];
+const TEST_IMAGES: &[&str] = &[
+    "dagger-sandbox-test/busybox:latest",
+    "dagger-sandbox-test/node:latest",
+    "dagger-sandbox-test/node:22",
+    "dagger-sandbox-test/node:20",
+];
 /// How long one image lookup may take.
 const IMAGE_PROBE: Duration = Duration::from_secs(3);
 

@@ -1,6 +1,7 @@
 //! One module per subcommand that talks to the daemon (plus `serve` and `doctor`), and the bits they
 //! share: turning argv into one shell command, and reading session objects for tables.
 
+pub mod cache;
 pub mod clean;
 pub mod create;
 pub mod doctor;
@@ -11,6 +12,7 @@ pub mod mcp;
 pub mod serve;
 pub mod stop;
 
+use dagger_sandbox::CaCertificates;
 use serde_json::Value;
 
 /// Longest session id the commands accept (real ids are `sbx-` and 12 hex digits).
@@ -27,6 +29,18 @@ pub fn session_id(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+/// The `--ca-certificates` value: `host`, or PEM paths separated by `:` made absolute here (a
+/// daemon resolves them from its own directory). Empty means none.
+pub fn ca_certificates(arg: &str) -> anyhow::Result<CaCertificates> {
+    Ok(match arg.parse::<CaCertificates>()? {
+        CaCertificates::Files(files) => {
+            let cwd = std::env::current_dir()?;
+            CaCertificates::Files(files.into_iter().map(|f| cwd.join(f)).collect())
+        }
+        host => host,
+    })
 }
 
 /// Joins argv words into one `sh -c` command that runs exactly those words: a single word is taken

@@ -26,6 +26,17 @@ pub struct ServeArgs {
     /// Longest pause inside a request body before the request fails (e.g. 30s)
     #[arg(long, env = "DAGGER_SANDBOX_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     body_timeout: Duration,
+    /// Keep N sandboxes of a template started ahead, handed out to creates of that template
+    /// with no other option (repeatable; e.g. --pool node=2)
+    #[arg(long = "pool", value_name = "TEMPLATE=N", value_parser = parse_pool)]
+    pools: Vec<(String, usize)>,
+}
+
+fn parse_pool(s: &str) -> Result<(String, usize), String> {
+    match s.split_once('=').map(|(t, n)| (t, n.parse::<usize>())) {
+        Some((t, Ok(n))) if !t.is_empty() && (1..=64).contains(&n) => Ok((t.to_string(), n)),
+        _ => Err(format!("expected TEMPLATE=N with N from 1 to 64, got {s:?}")),
+    }
 }
 
 /// Runs the daemon until SIGINT/SIGTERM, logging to stderr (filter with `RUST_LOG`, default info).
@@ -58,6 +69,7 @@ pub async fn run(args: ServeArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode
         max_sandboxes: args.max_sandboxes,
         header_timeout: args.header_timeout,
         body_timeout: args.body_timeout,
+        pools: args.pools,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

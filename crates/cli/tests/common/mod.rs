@@ -70,6 +70,9 @@ impl Harness {
         let mut c = Command::new(bin());
         c.arg("--state-dir").arg(self.state());
         c.env_remove("DAGGER_SANDBOX_STATE_DIR").env_remove("RUST_LOG");
+        // Dependency caches: the tests' own set (volumes of the `tests` namespace, local ones in
+        // the state dir), never the caches of the user running them.
+        c.env("DAGGER_SANDBOX_CACHE_NAMESPACE", "tests").env("XDG_CACHE_HOME", self.state().join("cache"));
         c.stdin(Stdio::null());
         c
     }

@@ -222,6 +222,10 @@ pub(crate) trait Engine: Send + Sync {
     fn ports(&self) -> Vec<PortMapping> {
         Vec::new()
     }
+    /// What went wrong at create without failing it (a cache that could not be mounted).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A container port published on the host's loopback interface.

@@ -7,6 +7,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod ca;
+mod caches;
 mod files;
 
 pub use files::READ_FILE_LIMIT;
@@ -42,6 +44,8 @@ struct Inner {
     runtime: Option<tokio::runtime::Handle>,
     /// Set by `detach`: the engine resources are meant to outlive every handle.
     detached: std::sync::atomic::AtomicBool,
+    /// What went wrong at create without failing it.
+    warnings: Mutex<Vec<String>>,
 }
 
 impl Drop for Inner {
@@ -97,7 +101,19 @@ impl Sandbox {
             let (engine, fallback) = backend::open(&cfg, &id).await?;
             metrics::record_created(engine.kind(), fallback.is_some());
             let state = State { workdir: cfg.workdir.clone(), env: cfg.env.clone() };
-            Ok::<_, Error>(Sandbox::from_parts(id, Arc::from(engine), cfg, state, fallback))
+            let ca = cfg.ca.clone();
+            let sb = Sandbox::from_parts(id, Arc::from(engine), cfg, state, fallback);
+            let mut warnings = sb.inner.engine.warnings();
+            sb.set_cache_env(&mut warnings);
+            *sb.inner.warnings.lock().unwrap_or_else(|p| p.into_inner()) = warnings;
+            if let Some(ca) = ca {
+                // A sandbox that cannot trust what was asked would fail later, less clearly.
+                if let Err(e) = sb.install_ca(&ca).await {
+                    let _ = sb.close().await;
+                    return Err(e);
+                }
+            }
+            Ok::<_, Error>(sb)
         });
         let sb = task.await.map_err(|e| Error::io("creating the sandbox", std::io::Error::other(e)))??;
         tracing::info!(sandbox = %sb.id(), backend = %sb.backend(), resource = %sb.resource_id(), "sandbox created");
@@ -122,6 +138,7 @@ impl Sandbox {
                 fallback,
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 detached: std::sync::atomic::AtomicBool::new(false),
+                warnings: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -174,6 +191,12 @@ impl Sandbox {
     /// Whether `close` has been called.
     pub fn is_closed(&self) -> bool {
         self.inner.closing.is_cancelled()
+    }
+
+    /// What went wrong at create without failing it, e.g. a dependency cache that could not be
+    /// mounted (the sandbox then works without it).
+    pub fn warnings(&self) -> Vec<String> {
+        self.inner.warnings.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -371,7 +394,13 @@ impl Sandbox {
         env.extend(cfg.env.clone());
         let state = State { workdir: cfg.workdir.clone(), env };
         tracing::info!(sandbox = id, resource = resource_id, "sandbox reattached");
-        Ok(Sandbox::from_parts(id.to_string(), Arc::from(engine), cfg, state, None))
+        let has_ca = cfg.ca.is_some();
+        let sb = Sandbox::from_parts(id.to_string(), Arc::from(engine), cfg, state, None);
+        if has_ca {
+            sb.set_ca_env();
+        }
+        sb.set_cache_env(&mut Vec::new());
+        Ok(sb)
     }
 
     /// An independent sandbox with the same files, env and workdir; changes in one never show in

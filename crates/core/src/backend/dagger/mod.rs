@@ -220,7 +220,11 @@ impl DaggerEngine {
         let rules = SecretRules::new(&cfg.secret_patterns)?;
         let conn = session.conn.clone();
         let image = cfg.image.clone();
-        let base = conn.container().from(image.clone());
+        let mut base = conn.container().from(image.clone());
+        for kind in &cfg.caches {
+            // The engine's cache volumes: shared by every sandbox of this user, kept by the engine.
+            base = base.with_mounted_cache(kind.mount_path(), conn.cache_volume(kind.volume_name()));
+        }
         let argv = script_argv(PROBE, &[cfg.workdir.as_str()]);
         let ran = sdk(id, &format!("starting from image {image}"), cfg.timeout, run(base, argv)).await.map_err(
             |e| match e {

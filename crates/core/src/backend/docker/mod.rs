@@ -26,6 +26,7 @@ mod exec;
 mod files;
 pub(crate) mod inventory;
 mod kill;
+pub(crate) mod volumes;
 
 /// The repository that fork snapshots are committed to; the tag is the new sandbox's id.
 const SNAPSHOT_REPO: &str = "dagger-sandbox-snapshot";
@@ -106,6 +107,8 @@ struct Spec {
     env: BTreeMap<String, String>,
     /// The sandbox's exec timeout, which also bounds helper commands (`rm`, listings).
     timeout: Duration,
+    /// The cache volumes mounted (made at create; a fork mounts the same).
+    mounts: Vec<bollard::models::Mount>,
 }
 
 impl Spec {
@@ -124,6 +127,7 @@ impl Spec {
             owner: cfg.owner.clone(),
             env: cfg.env.clone(),
             timeout: cfg.timeout,
+            mounts: Vec::new(),
         }
     }
 }
@@ -142,15 +146,23 @@ pub(crate) struct DockerEngine {
     pub(crate) recorded_env: BTreeMap<String, String>,
     /// Its execs, so a kill knows when processes outside an exec's tree can only be that exec's.
     execs: Arc<kill::ExecBook>,
+    /// What went wrong at create without failing it (a cache volume that could not be made).
+    warnings: Vec<String>,
 }
 
 impl DockerEngine {
     /// Creates and starts the container for sandbox `id`, pulling the image first if it is missing.
     pub(crate) async fn create(docker: Docker, cfg: &ResolvedConfig, id: &str) -> Result<Self> {
         ensure_image(&docker, &cfg.image, id).await?;
-        let spec = Spec::of(cfg);
+        let mut spec = Spec::of(cfg);
+        let (mounts, warnings) = volumes::cache_mounts(&docker, &cfg.caches).await;
+        spec.mounts = mounts;
+        for w in &warnings {
+            tracing::warn!(sandbox = id, "{w}");
+        }
         let (container, ports) = start_container(&docker, &spec, id).await?;
         Ok(DockerEngine {
+            warnings,
             docker,
             id: id.to_string(),
             container,
@@ -198,6 +210,7 @@ impl DockerEngine {
         let spec = Spec::of(cfg);
         let ports = published_ports(&info, &spec.ports);
         Ok(DockerEngine {
+            warnings: Vec::new(),
             docker,
             id: id.to_string(),
             container: info.id.unwrap_or_else(|| container.into()),
@@ -302,6 +315,7 @@ async fn start_container(docker: &Docker, spec: &Spec, id: &str) -> Result<(Stri
             cap_drop: Some(["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"].map(String::from).to_vec()),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             auto_remove: Some(false),
+            mounts: (!spec.mounts.is_empty()).then(|| spec.mounts.clone()),
             ..Default::default()
         }),
         ..Default::default()
@@ -366,6 +380,10 @@ pub(crate) async fn remove_image(docker: &Docker, image: &str) -> std::result::R
 
 #[async_trait]
 impl Engine for DockerEngine {
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Docker
     }
@@ -440,6 +458,7 @@ impl Engine for DockerEngine {
             }
         };
         Ok(Box::new(DockerEngine {
+            warnings: Vec::new(),
             docker: self.docker.clone(),
             id: new_id.to_string(),
             container,
