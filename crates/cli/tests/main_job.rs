@@ -42,6 +42,8 @@ fn node22_ready(test: &str) -> bool {
 /// and the process's success.
 fn validate(h: &Harness, name: &str) -> (Value, bool, String) {
     // The tests' own cache set, kept between runs like a user's (`cache prune` empties it).
+    // The fixtures' .npmrc retries a stalled registry connection after 30 s instead of npm's
+    // default 5 minutes, so one stall on a slow network does not use up the run's bound.
     validate_in(h, name, "tests", &["--install", "npm ci --no-audit --no-fund"])
 }
 
@@ -63,7 +65,7 @@ fn validate_in(h: &Harness, name: &str, namespace: &str, extra: &[&str]) -> (Val
             "--json",
         ])
         .args(extra);
-    let out = common::run_bounded(&mut cmd, std::time::Duration::from_secs(300));
+    let out = common::run_bounded(&mut cmd, std::time::Duration::from_secs(420));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
     (v, out.status.success(), describe(&out))
 }
