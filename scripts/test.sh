@@ -49,5 +49,8 @@ bash scripts/browser.sh  # headless Chromium for the dashboard test in node-test
 bash scripts/node-test.sh
 if [ "$coverage" = 1 ]; then
   echo "== line coverage per crate (cargo llvm-cov report --json --summary-only | scripts/coverage-table.py)"
-  cargo llvm-cov report --json --summary-only | python3 scripts/coverage-table.py
+  # --target: napi builds the Node addon for the host triple, into target/llvm-cov-target/<host>/debug;
+  # the report then reads that directory as well as target/llvm-cov-target/debug.
+  cargo llvm-cov report --json --summary-only --target "$(rustc -vV | sed -n 's/^host: //p')" \
+    | python3 scripts/coverage-table.py
 fi
