@@ -13,4 +13,7 @@ if ! "$VENV/bin/python" -c "import mcp, importlib.metadata as m; assert m.versio
   "$VENV/bin/pip" install -q "mcp==$MCP_SDK_VERSION"
 fi
 cargo build -p dagger-sandbox-cli --locked -q
+target=${CARGO_TARGET_DIR:-target}
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+export DAGGER_SANDBOX_BIN="${DAGGER_SANDBOX_BIN:-$target/debug/dagger-sandbox}"
 "$VENV/bin/python" crates/mcp/tests/python/test_mcp.py

@@ -17,7 +17,9 @@ trap 'rm -rf "$work"' EXIT
 
 echo "== python: bridge (debug)"
 cargo build -p dagger-sandbox-bridge --locked -q
-export DAGGER_SANDBOX_BRIDGE="$root/${CARGO_TARGET_DIR:-target}/debug/dagger-sandbox-bridge"
+target=${CARGO_TARGET_DIR:-target}
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+export DAGGER_SANDBOX_BRIDGE="$target/debug/dagger-sandbox-bridge"
 
 echo "== python: venv $venv"
 stamp="$venv/.dagger-sandbox-installed"

@@ -49,7 +49,9 @@ PY
 }
 
 cargo build -p dagger-sandbox-cli --locked -q
-BIN=$PWD/target/debug/dagger-sandbox
+target=${CARGO_TARGET_DIR:-target}
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+BIN=$target/debug/dagger-sandbox
 
 WORK=$(mktemp -d -t dsb-schemathesis-XXXXXX)
 STATE=$WORK/state

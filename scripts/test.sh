@@ -9,7 +9,13 @@
 # schemathesis with pip into a venv kept in /var/tmp), the Python client's tests against the real
 # bridge, the MCP server under the official MCP Python SDK (scripts/mcp-test.sh), and the
 # Node package (scripts/node-test.sh: debug addon build, node:test suite, tsc --strict type test,
-# npm pack consumer check).
+# npm pack consumer check), and prints the line coverage per crate that all of them reached.
+#
+# Coverage: every Rust binary built after the clippy step (test binaries, the bridge, the CLI and
+# daemon, the Node addon) is instrumented by cargo-llvm-cov (scripts/coverage-tools.sh installs it)
+# and built into target/llvm-cov-target, so the tests run once and every later suite that drives
+# the bridge, the daemon or the addon adds what it reaches. DAGGER_SANDBOX_COVERAGE=0 skips the
+# instrumentation (a plain `cargo test` into target/) and the table.
 #
 # DAGGER_SANDBOX_REQUIRE_DOCKER=1 (set by .ci/run) turns a missing Docker engine into a failure.
 set -euo pipefail
@@ -20,6 +26,16 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+coverage=${DAGGER_SANDBOX_COVERAGE:-1}
+if [ "$coverage" = 1 ]; then
+  bash scripts/coverage-tools.sh
+  target=${CARGO_TARGET_DIR:-target}
+  case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+  export CARGO_TARGET_DIR="$target/llvm-cov-target"
+  # shellcheck disable=SC1090 # the environment cargo-llvm-cov instruments the workspace crates with
+  source <(cargo llvm-cov show-env --sh 2>/dev/null)
+  cargo llvm-cov clean --workspace  # stale profiles and uninstrumented workspace artifacts
+fi
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== chaos: kill -9 of the daemon, dockerd and a bridge client during a 20-sandbox workload"
@@ -35,3 +51,10 @@ bash scripts/mcp-test.sh
 echo "== node package"
 bash scripts/browser.sh  # headless Chromium for the dashboard test in node-test.sh
 bash scripts/node-test.sh
+if [ "$coverage" = 1 ]; then
+  echo "== line coverage per crate (cargo llvm-cov report --json --summary-only | scripts/coverage-table.py)"
+  # --target: napi builds the Node addon for the host triple, into target/llvm-cov-target/<host>/debug;
+  # the report then reads that directory as well as target/llvm-cov-target/debug.
+  cargo llvm-cov report --json --summary-only --target "$(rustc -vV | sed -n 's/^host: //p')" \
+    | python3 scripts/coverage-table.py
+fi

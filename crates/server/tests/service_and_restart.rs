@@ -237,3 +237,31 @@ async fn a_container_stopped_outside_the_daemon_ends_its_session() {
     assert!(containers_of(&d.owner()).await.is_empty(), "the stopped container is removed with its session");
     d.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_that_exits_by_itself_ends_its_session_as_failed_and_the_log_says_why() {
+    let (_cleanup, dir) = state_dir();
+    let d = Daemon::start(dir.path(), REAP).await;
+    let command = "mkdir -p /www && echo up > /www/index.html && (httpd -f -p 8080 -h /www &) && sleep 2 && exit 5";
+    let s = d.create(json!({"ports": [8080], "command": command})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let mut events = Events::open(&d, &format!("/api/sandbox/{id}/logs?follow=true")).await;
+    assert_eq!(events.until_line("system", "service exited").await["text"], "service exited with code 5\n");
+    loop {
+        match events.next(Duration::from_secs(30)).await {
+            Some((e, v)) if e == "end" => {
+                assert_eq!(v, json!({"status": "terminated", "endedReason": "failed"}));
+                break;
+            }
+            Some(_) => {}
+            None => panic!("no end event after the service exited"),
+        }
+    }
+    let (status, v) = d.call(Method::GET, &format!("/api/sandbox/{id}"), None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["status"].as_str(), v["endedReason"].as_str()), (Some("terminated"), Some("failed")), "{v}");
+    let (status, v) = d.call(Method::POST, &format!("/api/sandbox/{id}/exec"), Some(json!({"command": "true"}))).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("SESSION_ENDED")), "{v}");
+    assert!(eventually(Duration::from_secs(20), || async { containers_of(&d.owner()).await.is_empty() }).await);
+    d.server.shutdown().await;
+}
