@@ -260,7 +260,15 @@ fn the_token_never_goes_to_a_program_that_took_the_daemons_port() {
     let token = token(&h);
     // kill -9 leaves daemon.json behind; someone else binds the port it names.
     assert!(h.signal_daemon(Signal::SIGKILL));
-    let listener = std::net::TcpListener::bind(&addr).expect("binding the dead daemon's port");
+    // The killed daemon's other threads may still be closing its files for a moment after its
+    // main thread shows as a zombie: wait for the port to be free.
+    let mut bound = std::net::TcpListener::bind(&addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bound.is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        bound = std::net::TcpListener::bind(&addr);
+    }
+    let listener = bound.expect("binding the dead daemon's port");
     let got = impostor(listener);
 
     let out = h.run(&["list", "--json"]);
