@@ -98,7 +98,7 @@ fn id_param() -> Value {
 
 fn path_query() -> Value {
     json!({"name": "path", "in": "query", "required": true,
-           "schema": {"type": "string", "minLength": 1, "pattern": "^[^\\x00]+$", "not": {"pattern": "^[/.]*$"}},
+           "schema": {"type": "string", "minLength": 1, "pattern": "^[^\\x00]+$", "not": {"pattern": "^/*(\\.\\.?(/+|$))*$"}},
            "description": "a file's sandbox path, absolute or relative to the working directory (not the root, `.` or `..`)"})
 }
 
