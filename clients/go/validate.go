@@ -40,6 +40,10 @@ type ValidateReport struct {
 	Image          *string      `json:"image"`
 	FallbackReason *string      `json:"fallbackReason"`
 	Steps          []StepReport `json:"steps"`
+	// NodeModulesCache is the node_modules store's outcome: "hit", "miss" or "off".
+	NodeModulesCache string `json:"nodeModulesCache"`
+	// Warnings are what went wrong without changing the verdict (a cache that could not be used).
+	Warnings []string `json:"warnings"`
 }
 
 // ValidateProject runs the main job on the project directory projectDir (relative to

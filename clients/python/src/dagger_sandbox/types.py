@@ -134,6 +134,8 @@ class ValidateReport:
     steps: list[StepReport]
     image: Optional[str] = None
     fallback_reason: Optional[str] = None
+    node_modules_cache: str = "off"
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_wire(cls, r: Mapping[str, Any]) -> "ValidateReport":
@@ -157,4 +159,6 @@ class ValidateReport:
             steps=steps,
             image=r.get("image"),
             fallback_reason=r.get("fallbackReason"),
+            node_modules_cache=str(r.get("nodeModulesCache", "off")),
+            warnings=tuple(str(w) for w in r.get("warnings", [])),
         )

@@ -97,7 +97,9 @@ fn report_schema() -> Arc<JsonObject> {
             "isolation": {"type": "string"},
             "image": {"type": ["string", "null"]},
             "fallbackReason": {"type": ["string", "null"]},
-            "steps": {"type": "array", "items": step}
+            "steps": {"type": "array", "items": step},
+            "nodeModulesCache": {"type": "string", "description": "the node_modules store: hit, miss or off"},
+            "warnings": {"type": "array", "items": {"type": "string"}, "description": "what went wrong without changing the verdict (a cache that could not be used)"}
         }
     });
     match schema {

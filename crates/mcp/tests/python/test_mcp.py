@@ -212,7 +212,7 @@ class Flow:
         t.assertFalse(bad["passed"])
         t.assertEqual(bad["steps"][1]["exitCode"], 1)
         t.assertIn("expected 2, got 3", bad["steps"][1]["stderrTail"])
-        t.assertEqual(set(ok), {"passed", "backend", "isolation", "image", "fallbackReason", "steps"})
+        t.assertEqual(set(ok), {"passed", "backend", "isolation", "image", "fallbackReason", "steps", "nodeModulesCache", "warnings"})
         r = await self.call("validate_project", {"path": str(self.outside), "test": "true"})
         t.assertEqual(error_code(r), "PATH_OUTSIDE_ROOTS")
 
