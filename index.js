@@ -47,7 +47,7 @@ function callSync(fn) {
 // error, as the bridge and the REST API do.
 const SANDBOX_OPTIONS = [
   'backend', 'image', 'template', 'workdir', 'timeoutMs', 'env', 'envPassthrough', 'restrictedPaths', 'network',
-  'memoryMb', 'pidsLimit', 'outputCapBytes', 'fallback', 'labels',
+  'memoryMb', 'pidsLimit', 'outputCapBytes', 'fallback', 'labels', 'caCertificates', 'caches',
 ]
 const EXEC_OPTIONS = ['env', 'cwd', 'timeoutMs', 'stdin', 'signal', 'onStdout', 'onStderr']
 
