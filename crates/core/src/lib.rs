@@ -33,6 +33,7 @@ mod owner;
 mod paths;
 mod pool;
 pub mod private_dir;
+mod restricted;
 mod sandbox;
 mod service;
 mod stream;
