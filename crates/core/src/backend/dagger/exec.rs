@@ -194,7 +194,11 @@ impl DaggerExec {
     pub(super) fn start(inner: Arc<Inner>, spec: ExecSpec) -> Self {
         let sandbox = inner.id.clone();
         let engine_stop_at = in_engine_limit(spec.timeout, inner.opts.timeout_tool).map(|l| Instant::now() + l);
-        let task = tokio::spawn(run_exec(inner, spec));
+        Self::watching(sandbox, tokio::spawn(run_exec(inner, spec)), engine_stop_at)
+    }
+
+    /// The exec whose query runs in `task`.
+    fn watching(sandbox: String, task: JoinHandle<Result<ExecDone>>, engine_stop_at: Option<Instant>) -> Self {
         DaggerExec {
             engine_stop_at,
             sandbox,
@@ -303,18 +307,7 @@ mod tests {
             std::future::pending::<()>().await;
             Ok(ExecDone { code: 0, stdout: String::new(), stderr: String::new(), dropped: (0, 0), timed_out: false })
         });
-        let exec = DaggerExec {
-            sandbox: "sbx-test".into(),
-            abort: task.abort_handle(),
-            task: Some(task),
-            killed: CancellationToken::new(),
-            queue: VecDeque::new(),
-            code: None,
-            dropped: (0, 0),
-            hold: false,
-            ended: false,
-            engine_stop_at: None,
-        };
+        let exec = DaggerExec::watching("sbx-test".into(), task, None);
         drop(exec);
         let next = tokio::time::timeout(Duration::from_secs(5), chain.lock()).await;
         assert!(next.is_ok(), "the next call still waits for a dropped command");
