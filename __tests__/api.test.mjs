@@ -1,11 +1,10 @@
 // The whole DaggerSandbox API on the docker backend, as a user drives it.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { DaggerSandbox } from '../index.js'
-import { busybox, skipDocker } from './helpers.mjs'
+import { busybox, skipDocker, tempDir } from './helpers.mjs'
 
 test('create reports id, backend, isolation and workdir', { skip: skipDocker }, async () => {
   const sb = await busybox()
@@ -90,8 +89,8 @@ test('files: write/read text and bytes, writeFiles, mode, list, delete', { skip:
 
 test('big files: readFileBytes is capped with TOO_LARGE; host-path transfers stream any size', { skip: skipDocker }, async () => {
   const sb = await busybox()
+  const dir = tempDir('dsbx-big-')
   try {
-    const dir = mkdtempSync(join(tmpdir(), 'dsbx-big-'))
     const src = join(dir, 'src.bin')
     const data = Buffer.alloc(70 * 1024 * 1024, 7)
     writeFileSync(src, data)
@@ -118,7 +117,7 @@ test('withEnv and withEnvs persist for later execs and chain', { skip: skipDocke
 })
 
 test('refreshFromHost imports a project with excludes; exportDirectory brings artifacts out', { skip: skipDocker }, async () => {
-  const host = mkdtempSync(join(tmpdir(), 'dsb-node-'))
+  const host = tempDir('dsb-node-')
   mkdirSync(join(host, 'src'))
   mkdirSync(join(host, 'node_modules'))
   writeFileSync(join(host, 'src', 'main.js'), 'console.log(1)')

@@ -2,15 +2,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, symlinkSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { symlinkSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { NODE_IMAGE, skipDocker } from './helpers.mjs'
+import { NODE_IMAGE, skipDocker, tempDir } from './helpers.mjs'
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)))
 const examples = join(root, 'examples/typescript')
-const out = mkdtempSync(join(tmpdir(), 'dsb-examples-'))
+const out = tempDir('dsb-examples-')
 // The examples import '../../index.js'; compiled under `out`, that is `out/index.js`.
 symlinkSync(join(root, 'index.js'), join(out, 'index.js'))
 

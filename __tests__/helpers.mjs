@@ -1,5 +1,21 @@
 // Shared setup: the docker probe that decides whether docker tests run or are skipped visibly.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { DaggerSandbox, SandboxError } from '../index.js'
+
+const tempDirs = []
+// Each test file runs in a process of its own: its temp dirs go when it exits, pass or fail.
+process.on('exit', () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
+})
+
+/** A fresh private dir under the OS temp dir, removed when this test process exits. */
+export function tempDir(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  tempDirs.push(dir)
+  return dir
+}
 
 export const BUSYBOX = 'dagger-sandbox-test/busybox:latest'
 export const NODE_IMAGE = 'dagger-sandbox-test/node:latest'

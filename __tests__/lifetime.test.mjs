@@ -2,17 +2,16 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync, execFileSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync, symlinkSync } from 'node:fs'
+import { writeFileSync, symlinkSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { skipDocker, BUSYBOX } from './helpers.mjs'
+import { skipDocker, BUSYBOX, tempDir } from './helpers.mjs'
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)))
 
 function runChild(source, ext = '.mjs', nodeArgs = []) {
-  const dir = mkdtempSync(join(tmpdir(), 'dsb-child-'))
+  const dir = tempDir('dsb-child-')
   const file = join(dir, `child${ext}`)
   writeFileSync(file, source)
   const started = Date.now()
@@ -104,7 +103,7 @@ test('cleanupOrphans resolves to a report', async () => {
 })
 
 test('`await using` (compiled by tsc) closes the sandbox at scope end', { skip: skipDocker }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'dsb-using-'))
+  const dir = tempDir('dsb-using-')
   symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
   writeFileSync(
     join(dir, 'using.ts'),
