@@ -25,6 +25,7 @@ use crate::stream::{self, ByteStream, ExactLen, FileReader};
 mod cgroup;
 mod copy;
 mod exec;
+mod snapshot;
 
 use cgroup::SandboxCgroup;
 
@@ -430,6 +431,10 @@ impl Engine for LocalEngine {
             })
             .await?;
         Ok(Box::new(LocalEngine { fs: Arc::new(child), ports: self.ports.clone() }))
+    }
+
+    async fn snapshot(&self, record: crate::snapshot::Record) -> Result<crate::snapshot::Snapshot> {
+        self.blocking(move |fs| fs.take_snapshot(record)).await
     }
 
     async fn close(&self) -> Result<()> {
