@@ -6,6 +6,7 @@ mod files;
 mod logs;
 mod pages;
 mod sandbox;
+mod snapshots;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,6 +65,10 @@ fn table() -> Vec<(Method, &'static str, bool, Handler)> {
         // applies to buffering extractors.
         (Method::PUT, "/api/sandbox/{id}/files", true, put(files::write)),
         (Method::GET, "/api/sandbox/{id}/logs", true, get(logs::stream)),
+        (Method::POST, "/api/sandbox/{id}/snapshot", true, post(snapshots::take)),
+        (Method::GET, "/api/snapshot", true, get(snapshots::list)),
+        (Method::GET, "/api/snapshot/{ref}", true, get(snapshots::get_one)),
+        (Method::DELETE, "/api/snapshot/{ref}", true, delete(snapshots::delete_one)),
     ]
 }
 
