@@ -39,6 +39,25 @@ fn snapshot_in_child(backend: &str, dir: &std::path::Path) -> (String, String) {
     (it.next().unwrap(), it.next().unwrap())
 }
 
+/// Deletes the test's snapshots when dropped, so a failing run leaves none behind on the engine.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut self.0);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                for id in ids {
+                    let _ = Snapshot::remove(&id).await;
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_survives_the_orphan_sweep() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,6 +71,7 @@ async fn a_snapshot_survives_the_orphan_sweep() {
         println!("SKIPPED: docker half of the snapshot sweep test: no Docker engine here");
     }
     let made: Vec<_> = backends.iter().map(|(name, b)| (*b, snapshot_in_child(name, dir.path()))).collect();
+    let _cleanup = Cleanup(made.iter().map(|(_, (id, _))| id.clone()).collect());
 
     let report = cleanup_orphans().await.unwrap();
     println!("cleanup_orphans: {report:?}");

@@ -48,6 +48,7 @@ fn table() -> Vec<(Method, &'static str, bool, Handler)> {
     vec![
         (Method::GET, "/", false, get(pages::index)),
         (Method::GET, "/assets/app.js", false, get(pages::app_js)),
+        (Method::GET, "/assets/snapshots.js", false, get(pages::snapshots_js)),
         (Method::GET, "/assets/style.css", false, get(pages::style_css)),
         (Method::GET, "/openapi.json", false, get(pages::openapi)),
         (Method::GET, "/metrics", false, get(pages::metrics)),

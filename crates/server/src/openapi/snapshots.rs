@@ -31,6 +31,10 @@ fn snapshot_errors() -> Value {
 /// Adds the snapshot routes and schemas to `doc`.
 pub(super) fn add(doc: &mut Value) {
     let paths = json!({
+        "/assets/snapshots.js": {"get": {
+            "operationId": "dashboardSnapshotsScript", "summary": "Dashboard script: the snapshot panel", "security": [],
+            "responses": {"200": {"description": "JavaScript module", "content": {"text/javascript": {}}}}
+        }},
         "/api/sandbox/{id}/snapshot": {
             "parameters": [id_param()],
             "post": {
