@@ -151,6 +151,27 @@ impl Snapshot {
         if reference.trim().is_empty() {
             return Err(Error::InvalidArgument("a snapshot reference (id or name) is required".into()));
         }
+        if is_id(reference) {
+            // By id: one look in the record directory, then one question to Docker; no listing.
+            let id = reference.to_string();
+            let local = tokio::task::spawn_blocking(move || records::read(&id))
+                .await
+                .map_err(|e| Error::io("reading a snapshot record", std::io::Error::other(e)))?;
+            match local {
+                Ok(r) => {
+                    let at = records::engine_ref(&r);
+                    return Ok(r.into_snapshot(at));
+                }
+                Err(e) if e.code() != crate::ErrorCode::NotFound => return Err(e),
+                Err(_) => {}
+            }
+            return match crate::backend::docker::snapshot::find(reference).await {
+                Ok(Some(s)) => Ok(s),
+                Ok(None) => Err(not_found(reference)),
+                Err(e) if e.code() == crate::ErrorCode::EngineUnavailable => Err(not_found(reference)),
+                Err(e) => Err(e),
+            };
+        }
         let all = Snapshot::list().await?;
         if let Some(s) = all.iter().find(|s| s.id == reference) {
             return Ok(s.clone());

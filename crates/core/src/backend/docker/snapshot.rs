@@ -109,6 +109,24 @@ pub(crate) async fn list() -> Result<Vec<Snapshot>> {
         .collect())
 }
 
+/// Docker snapshot `id`, `None` when the engine has none; `ENGINE_UNAVAILABLE` when Docker does not answer.
+pub(crate) async fn find(id: &str) -> Result<Option<Snapshot>> {
+    let docker = super::inventory::client().await?;
+    match docker.inspect_image(&image_ref(id)).await {
+        Ok(info) => {
+            let labels = info.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+            let tags = info.repo_tags.unwrap_or_default();
+            let size = info.size.unwrap_or(0);
+            Ok(labels
+                .get(LABEL_SNAPSHOT)
+                .filter(|l| *l == id)
+                .and_then(|_| from_image(id, &tags, labels.get(LABEL_SNAPSHOT_RECORD), size)))
+        }
+        Err(e) if status(&e) == Some(404) => Ok(None),
+        Err(e) => Err(Error::engine("", "inspecting a snapshot image", describe(&e))),
+    }
+}
+
 /// Deletes snapshot `id`: its tag goes now (the image with it, unless a sandbox made from it still
 /// uses it), then whatever deleted snapshots nothing uses any more.
 pub(crate) async fn remove(id: &str) -> Result<()> {
