@@ -36,6 +36,11 @@ struct RefParams {
     snapshot: String,
 }
 
+/// `snapshot/list` takes no params; unknown ones are refused like everywhere else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
 fn snapshot_json(s: &Snapshot) -> Value {
     json!(s)
 }
@@ -54,7 +59,7 @@ pub async fn call(server: &Arc<Server>, method: &str, p: Value, cancel: &Cancell
     match method {
         "sandbox/snapshot" => take(server, p).await,
         "sandbox/fromSnapshot" => from_snapshot(server, p, cancel).await,
-        "snapshot/list" => match params::<Value>(p) {
+        "snapshot/list" => match params::<NoParams>(p) {
             Ok(_) => Snapshot::list().await.map(|all| json!({ "snapshots": all })).map_err(RpcError::from),
             Err(e) => Err(e),
         },

@@ -46,6 +46,8 @@ fn a_snapshot_restores_and_outlives_the_bridge() {
     // Bad input: unknown fields, a missing reference, a sandbox that is not there.
     assert_eq!(code(&b.call("sandbox/snapshot", json!({"sandboxId": "x", "nmae": "typo"}))), -32602);
     assert_eq!(code(&b.call("snapshot/inspect", json!({}))), -32602);
+    assert_eq!(code(&b.call("snapshot/list", json!({"all": true}))), -32602);
+    assert_eq!(code(&b.call("snapshot/list", json!([]))), -32602);
     let r = b.call("snapshot/inspect", json!({"snapshot": "snap-000000000000"}));
     assert_eq!(r["error"]["data"]["code"], "NOT_FOUND", "{r}");
     let r = b.call("sandbox/fromSnapshot", json!({"snapshot": made[0].1, "config": {"image": "busybox"}}));

@@ -123,3 +123,40 @@ fn snapshot_change_restore_then_delete_all_leaves_nothing() {
     assert_eq!(entries(w.snapshots_dir()), Vec::<String>::new(), "no snapshot directory is left");
     assert_eq!(entries(w.local_dir()), Vec::<String>::new(), "no local sandbox directory is left");
 }
+
+/// `snapshot rm --all` deletes every snapshot the daemon sees. Run with no Docker engine in reach
+/// (DOCKER_HOST names a socket that does not exist), so "every" is this test's local snapshots
+/// and never an image someone else made on the shared engine.
+#[test]
+fn rm_all_deletes_every_snapshot_the_daemon_sees() {
+    let w = World::new();
+    let nowhere = format!("unix://{}", w.h.state().join("no-docker.sock").display());
+    let run = |args: &[&str]| {
+        let mut c = w.h.cmd();
+        c.env("DAGGER_SANDBOX_SNAPSHOT_DIR", w.snapshots_dir())
+            .env("DAGGER_SANDBOX_LOCAL_DIR", w.local_dir())
+            .env("DOCKER_HOST", &nowhere);
+        let out = run_bounded(c.args(args), std::time::Duration::from_secs(180));
+        assert!(out.status.success(), "{args:?} failed: {}", describe(&out));
+        stdout(&out)
+    };
+    let s: Value = serde_json::from_str(&run(&["create", "--backend", "local", "--json"])).unwrap();
+    let id = s["id"].as_str().unwrap();
+    for name in ["first", "second"] {
+        run(&["exec", id, "--", &format!("echo {name} > f.txt")]);
+        run(&["snapshot", "create", id, "--name", name]);
+    }
+    let listed: Value = serde_json::from_str(&run(&["snapshot", "ls", "--json"])).unwrap();
+    assert_eq!(listed["snapshots"].as_array().unwrap().len(), 2, "{listed}");
+    let deleted: Value = serde_json::from_str(&run(&["snapshot", "rm", "--all", "--json"])).unwrap();
+    let mut names: Vec<&str> =
+        deleted["deleted"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["first", "second"]);
+    let left: Value = serde_json::from_str(&run(&["snapshot", "ls", "--json"])).unwrap();
+    assert_eq!(left["snapshots"], serde_json::json!([]));
+    assert_eq!(std::fs::read_dir(w.snapshots_dir()).unwrap().count(), 0, "the snapshots directory is empty");
+    let out = w.h.cmd().args(["snapshot", "rm"]).output().unwrap();
+    assert!(!out.status.success(), "rm without a reference or --all is a usage error");
+    run(&["clean"]);
+}

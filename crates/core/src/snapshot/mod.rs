@@ -200,21 +200,6 @@ impl Snapshot {
         tracing::info!(snapshot = %snap.id, name = ?snap.name, backend = %snap.backend, "snapshot deleted");
         Ok(snap)
     }
-
-    /// Deletes every snapshot (and what deleted ones left waiting on Docker); how many.
-    pub async fn remove_all() -> Result<usize> {
-        let all = Snapshot::list().await?;
-        for s in &all {
-            match s.backend {
-                BackendKind::Docker => crate::backend::docker::snapshot::remove(&s.id).await?,
-                BackendKind::Local | BackendKind::Dagger => records::remove(&s.id).await?,
-            }
-        }
-        if let Ok(docker) = crate::backend::docker::inventory::client().await {
-            crate::backend::docker::snapshot::prune_deleted(&docker).await;
-        }
-        Ok(all.len())
-    }
 }
 
 #[cfg(test)]
