@@ -42,10 +42,7 @@ pub fn snapshots_dir() -> PathBuf {
 /// The snapshots directory, made private when missing and refused when it is not.
 pub(crate) fn private_dir() -> Result<PathBuf> {
     let dir = snapshots_dir();
-    crate::private_dir::ensure_private_dir(&dir).map_err(|e| match e.kind() {
-        io::ErrorKind::PermissionDenied => Error::InvalidArgument(format!("the snapshots directory: {e}")),
-        _ => Error::io(format!("creating the snapshots directory {}", dir.display()), e),
-    })?;
+    crate::private_dir::ensure_private(&dir, "the snapshots directory")?;
     Ok(dir)
 }
 

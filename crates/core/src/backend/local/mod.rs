@@ -47,10 +47,7 @@ pub fn local_sandbox_parent() -> PathBuf {
 /// with what is wrong: another user's, a symlink, or open to others).
 fn private_parent() -> Result<PathBuf> {
     let parent = local_sandbox_parent();
-    crate::private_dir::ensure_private_dir(&parent).map_err(|e| match e.kind() {
-        io::ErrorKind::PermissionDenied => Error::InvalidArgument(format!("the local sandbox directory: {e}")),
-        _ => Error::io(format!("creating the local sandbox directory {}", parent.display()), e),
-    })?;
+    crate::private_dir::ensure_private(&parent, "the local sandbox directory")?;
     Ok(parent)
 }
 
