@@ -75,6 +75,13 @@ export declare class NativeSandbox {
   fork(): Promise<NativeSandbox>
   /** Frees every engine resource; idempotent. In-flight and later calls reject with `CLOSED`. */
   close(): Promise<void>
+  /**
+   * Saves the files, env and workdir as a snapshot named `name` (unique) if given; secret env
+   * values are kept by name only. The sandbox keeps running.
+   */
+  snapshot(name?: string | undefined | null): Promise<SnapshotInfo>
+  /** A new sandbox from the snapshot `reference` (id or name); `options` without image or template. */
+  static fromSnapshot(reference: string, options?: SandboxOptions | undefined | null): Promise<NativeSandbox>
 }
 
 /**
@@ -92,6 +99,9 @@ export interface CleanupReport {
   /** Local sandbox directories removed. */
   directories: number
 }
+
+/** Deletes a snapshot and its data; returns what was deleted. Sandboxes made from it keep running. */
+export declare function deleteSnapshot(reference: string): Promise<SnapshotInfo>
 
 /** One entry of `listDirectory`. */
 export interface DirEntry {
@@ -134,6 +144,12 @@ export interface ExecResult {
   /** Whether either stream went over the output cap and lost its middle. */
   truncated: boolean
 }
+
+/** The snapshot `reference` (id or name) names; `NOT_FOUND` when none does. */
+export declare function inspectSnapshot(reference: string): Promise<SnapshotInfo>
+
+/** Every snapshot on the engines that answer, oldest first. */
+export declare function listSnapshots(): Promise<Array<SnapshotInfo>>
 
 /** A piece of output as the command wrote it (not line-aligned; UTF-8 may be split). */
 export interface OutputChunk {
@@ -183,4 +199,30 @@ export interface SandboxOptions {
    * of `npm`, `pnpm`, `yarn`, `pip`, `node-modules`.
    */
   caches?: boolean | Array<'npm' | 'pnpm' | 'yarn' | 'pip' | 'node-modules'>
+}
+
+/** A saved sandbox state (files, env, workdir) that sandboxes can start from. */
+export interface SnapshotInfo {
+  /** The snapshot id, `snap-` and 12 hex digits. */
+  id: string
+  /** The unique name given at create, if any; usable instead of the id. */
+  name?: string
+  /** The backend it was taken on (sandboxes made from it run there). */
+  backend: 'dagger' | 'docker' | 'local'
+  /** When it was taken (RFC 3339). */
+  createdAt: string
+  /** Its size in bytes where the engine says cheaply; absent on Dagger. */
+  size?: number
+  /** The working directory it keeps. */
+  workdir: string
+  /** The env it keeps, without secret values. */
+  env: Record<string, string>
+  /** Names whose values were withheld as secrets (`secretPatterns`): pass them to `fromSnapshot`. */
+  secretEnv: Array<string>
+  /** The image the sandbox was created from (absent on local). */
+  image?: string
+  /** The id of the sandbox it was taken from. */
+  source: string
+  /** Where the engine keeps it: a Docker image reference, the local copy's directory, or `dagger`. */
+  engineRef: string
 }

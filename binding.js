@@ -838,4 +838,7 @@ module.exports = nativeBinding
 module.exports.ExecCanceller = nativeBinding.ExecCanceller
 module.exports.NativeSandbox = nativeBinding.NativeSandbox
 module.exports.cleanupOrphans = nativeBinding.cleanupOrphans
+module.exports.deleteSnapshot = nativeBinding.deleteSnapshot
 module.exports.EntryKind = nativeBinding.EntryKind
+module.exports.inspectSnapshot = nativeBinding.inspectSnapshot
+module.exports.listSnapshots = nativeBinding.listSnapshots

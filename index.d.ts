@@ -9,9 +9,10 @@ import type {
   ExecOptions as NativeExecOptions,
   ExecResult,
   SandboxOptions,
+  SnapshotInfo,
 } from './binding'
 
-export type { CleanupReport, DirEntry, EntryKind, ExecResult, SandboxOptions }
+export type { CleanupReport, DirEntry, EntryKind, ExecResult, SandboxOptions, SnapshotInfo }
 
 /** The stable codes of `SandboxError.code`, identical on every surface (JS, bridge, REST, CLI). */
 export type SandboxErrorCode =
@@ -65,6 +66,18 @@ export declare class DaggerSandbox implements AsyncDisposable {
   private constructor()
   /** Creates a sandbox; by default the `auto` backend and the `node:20-alpine3.22` image. */
   static create(options?: SandboxOptions): Promise<DaggerSandbox>
+  /**
+   * A new sandbox with the files, env and workdir of a snapshot (its id or name), on the snapshot's
+   * backend. `options` gives the rest (no `image` or `template`; `backend` unset or the snapshot's);
+   * its `env` is added over the snapshot's and brings back secrets the snapshot did not keep.
+   */
+  static fromSnapshot(reference: string, options?: SandboxOptions): Promise<DaggerSandbox>
+  /** Every snapshot on the engines that answer, oldest first. */
+  static listSnapshots(): Promise<SnapshotInfo[]>
+  /** The snapshot with this id or name; `NOT_FOUND` when none has it. */
+  static inspectSnapshot(reference: string): Promise<SnapshotInfo>
+  /** Deletes a snapshot and its data (sandboxes made from it keep running); resolves to what was deleted. */
+  static deleteSnapshot(reference: string): Promise<SnapshotInfo>
   /** The sandbox id (`sbx-` and 12 hex digits), also a label on its engine resources. */
   readonly id: string
   /** The engine it runs on. */
@@ -105,6 +118,12 @@ export declare class DaggerSandbox implements AsyncDisposable {
   refreshFromHost(hostPath: string, containerPath: string, options?: RefreshOptions): Promise<void>
   /** An independent sandbox with the same files, env and workdir; close both. */
   fork(): Promise<DaggerSandbox>
+  /**
+   * Saves the files, env and workdir as a snapshot, named `name` (unique) if given. Env values whose
+   * names match `secretPatterns` are kept by name only (`secretEnv`). The snapshot outlives this
+   * sandbox and this process until `DaggerSandbox.deleteSnapshot`.
+   */
+  snapshot(name?: string): Promise<SnapshotInfo>
   /** Frees every engine resource; idempotent. In-flight and later calls reject with `CLOSED`. */
   close(): Promise<void>
   /** `close()`, so `await using sb = await DaggerSandbox.create()` frees it at scope end. */

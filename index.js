@@ -4,7 +4,14 @@
 // onStdout/onStderr as text decoded across chunk boundaries.
 'use strict'
 
-const { NativeSandbox, ExecCanceller, cleanupOrphans: nativeCleanupOrphans } = require('./binding.js')
+const {
+  NativeSandbox,
+  ExecCanceller,
+  cleanupOrphans: nativeCleanupOrphans,
+  listSnapshots,
+  inspectSnapshot,
+  deleteSnapshot,
+} = require('./binding.js')
 
 /** An error from a sandbox call; `code` is the core's stable code (`NOT_FOUND`, `CLOSED`, ...). */
 class SandboxError extends Error {
@@ -68,7 +75,7 @@ function checkObject(what, value, { known, required = false } = {}) {
   }
 }
 
-// Only `create()` and `fork()` may construct a DaggerSandbox.
+// Only `create()`, `fromSnapshot()` and `fork()` may construct a DaggerSandbox.
 const kNative = Symbol('dagger-sandbox.native')
 
 /** An isolated sandbox; see index.d.ts for the API. */
@@ -83,6 +90,23 @@ class DaggerSandbox {
   static async create(options) {
     checkObject('options', options, { known: SANDBOX_OPTIONS })
     return new DaggerSandbox(kNative, await call(() => NativeSandbox.create(options)))
+  }
+
+  static async fromSnapshot(reference, options) {
+    checkObject('options', options, { known: SANDBOX_OPTIONS })
+    return new DaggerSandbox(kNative, await call(() => NativeSandbox.fromSnapshot(reference, options)))
+  }
+
+  static listSnapshots() {
+    return call(() => listSnapshots())
+  }
+
+  static inspectSnapshot(reference) {
+    return call(() => inspectSnapshot(reference))
+  }
+
+  static deleteSnapshot(reference) {
+    return call(() => deleteSnapshot(reference))
   }
 
   get id() {
@@ -196,6 +220,9 @@ class DaggerSandbox {
   }
   async fork() {
     return new DaggerSandbox(kNative, await call(() => this.#native.fork()))
+  }
+  snapshot(name) {
+    return call(() => this.#native.snapshot(name))
   }
   close() {
     return call(() => this.#native.close())

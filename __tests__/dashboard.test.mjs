@@ -1,7 +1,7 @@
 // The dashboard served by `dagger-sandbox serve`, end to end in headless Chromium (Debian's
 // /usr/bin/chromium, installed by scripts/browser.sh, driven by playwright-core): open it with the
-// token, create a service sandbox from the form, follow its URL and logs, stop it, "stop all", and
-// the message a page without the token shows. Saves a screenshot to a temp dir, or to
+// token, create a service sandbox from the form, follow its URL and logs, take a snapshot of a
+// sandbox and start one from it, stop it, "stop all", and the message a page without the token shows. Saves a screenshot to a temp dir, or to
 // docs/dashboard.png for the README when DAGGER_SANDBOX_UPDATE_DOCS=1 (a test run never changes
 // tracked files otherwise).
 import { describe, it, before, after } from 'node:test'
@@ -21,6 +21,8 @@ const SCREENSHOT =
   process.env.DAGGER_SANDBOX_UPDATE_DOCS === '1'
     ? join(root, 'docs', 'dashboard.png')
     : join(mkdtempSync(join(tmpdir(), 'dsbx-dashboard-')), 'dashboard.png')
+// The snapshot panel's screenshot: always a temp dir.
+const SNAPSHOT_SHOT = join(mkdtempSync(join(tmpdir(), 'dsbx-dashboard-snap-')), 'dashboard-snapshots.png')
 const SERVICE = 'mkdir -p /www && echo hello-dashboard > /www/index.html && busybox httpd -f -v -p 8080 -h /www'
 // Creating a service waits for its port; allow for a slow engine, but never wait forever.
 const CREATE_MS = 90_000
@@ -225,6 +227,46 @@ describe('dashboard in a real browser', { skip }, () => {
     assert.match(await page.locator('#list-status').innerText(), /2 sandboxes, 2 active/)
     await page.locator('#sandboxes-heading').scrollIntoViewIfNeeded()
     await page.screenshot({ path: SCREENSHOT })
+  })
+
+  it('takes a snapshot of a sandbox, lists it, starts a sandbox from it and deletes it', async () => {
+    // Other snapshots on the engine may be listed too: only this one is looked at.
+    await page.getByRole('button', { name: `Take a snapshot of ${second}` }).click()
+    const taken = page.locator('#snapshot-status').filter({ hasText: new RegExp(`Took snap-[0-9a-f]{12} of ${second}`) })
+    await taken.waitFor({ timeout: CREATE_MS })
+    const snap = (await taken.innerText()).match(/snap-[0-9a-f]{12}/)[0]
+    const row = page.locator(`#snapshot-rows tr[data-id="${snap}"]`)
+    await row.waitFor({ timeout: UI_MS })
+    assert.equal(await row.locator('td.source').innerText(), second)
+    assert.equal(await row.locator('td.backend').innerText(), 'docker')
+    assert.equal(await row.locator('td.workdir').innerText(), '/app')
+    assert.match(await row.locator('td.size').innerText(), /\d(\.\d)? (B|kB|MB|GB)$/)
+    await page.locator('#snapshots-heading').scrollIntoViewIfNeeded()
+    await page.screenshot({ path: SNAPSHOT_SHOT })
+
+    // Restore: a third sandbox, from the snapshot, joins the list; stop it again from its row.
+    await row.getByRole('button', { name: `Start a sandbox from ${snap}` }).click()
+    const started = page.locator('#snapshot-status').filter({ hasText: new RegExp(`Started sbx-[0-9a-f]+ from ${snap}`) })
+    await started.waitFor({ timeout: CREATE_MS })
+    const third = (await started.innerText()).match(/sbx-[0-9a-f]+/)[0]
+    await page.locator(`tr[data-id="${third}"] .badge`, { hasText: 'active' }).waitFor({ timeout: UI_MS })
+    await page.getByRole('button', { name: `Stop ${third}` }).click()
+    await page.locator(`tr[data-id="${third}"]`).waitFor({ state: 'detached', timeout: CREATE_MS })
+
+    // Delete asks first; then the row, the snapshot and its image are gone.
+    let asked = ''
+    page.once('dialog', (d) => {
+      asked = d.message()
+      d.accept()
+    })
+    await row.getByRole('button', { name: `Delete ${snap}` }).click()
+    await row.waitFor({ state: 'detached', timeout: CREATE_MS })
+    assert.match(asked, new RegExp(`Delete snapshot ${snap}`))
+    const r = await fetch(`${base}/api/snapshot/${snap}`, { headers: { Authorization: `Bearer ${token}` } })
+    assert.equal(r.status, 404)
+    const images = execFileSync('docker', ['images', '-aq', '--filter', `label=dev.dagger-sandbox.snapshot=${snap}`], { encoding: 'utf8' })
+    assert.equal(images.trim(), '', 'the snapshot image is removed')
+    assert.match(await page.locator('#list-status').innerText(), /2 active/)
   })
 
   it('stays usable at a narrow width', async () => {

@@ -8,6 +8,7 @@ import {
   type ExecResult,
   type SandboxErrorCode,
   type SandboxOptions,
+  type SnapshotInfo,
 } from '../../index.js'
 
 export async function everything(): Promise<void> {
@@ -45,6 +46,15 @@ export async function everything(): Promise<void> {
   await sb.refreshFromHost('/tmp/in', '/w', { exclude: ['node_modules'] })
   const child: DaggerSandbox = await sb.fork()
   await child.close()
+  const snap: SnapshotInfo = await sb.snapshot('after-setup')
+  const snapBackend: 'dagger' | 'docker' | 'local' = snap.backend
+  const secretNames: string[] = snap.secretEnv
+  const restored: DaggerSandbox = await DaggerSandbox.fromSnapshot(snap.id, { env: { NPM_TOKEN: 't' } })
+  await restored.close()
+  const all: SnapshotInfo[] = await DaggerSandbox.listSnapshots()
+  const one: SnapshotInfo = await DaggerSandbox.inspectSnapshot('after-setup')
+  const gone: SnapshotInfo = await DaggerSandbox.deleteSnapshot(one.id)
+  void [snapBackend, secretNames, all, gone]
   await sb[Symbol.asyncDispose]()
   const report: CleanupReport = await cleanupOrphans()
   try {

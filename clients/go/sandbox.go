@@ -56,11 +56,7 @@ func NewDaggerSandbox(ctx context.Context, cfg Config) (*DaggerSandbox, error) {
 	if cfg.Client != nil {
 		return cfg.Client.NewSandbox(ctx, cfg)
 	}
-	path, err := FindBridge(cfg.BridgePath)
-	if err != nil {
-		return nil, err
-	}
-	c, err := acquireShared(ctx, path)
+	c, err := sharedFor(ctx, cfg.BridgePath)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ mod framing;
 mod methods;
 mod protocol;
 mod server;
+mod snapshots;
 mod utf8;
 
 use anyhow::{bail, Context};

@@ -175,7 +175,8 @@ pub fn exec_result_json(r: &ExecResult, exec_id: Option<&str>) -> Value {
     v
 }
 
-fn sandbox_json(sb: &Sandbox) -> Value {
+/// A sandbox as `sandbox/create` answers it.
+pub(crate) fn sandbox_json(sb: &Sandbox) -> Value {
     json!({
         "sandboxId": sb.id(),
         "backend": sb.backend(),
@@ -251,6 +252,8 @@ pub async fn call(
         }
         "sandbox/exec" => exec(server, request_id, p, cancel).await,
         "project/validate" => validate(p, cancel).await,
+        // Takes and restores are never dropped half-way, like creates; the rest are quick reads.
+        m if crate::snapshots::handles(m) => crate::snapshots::call(server, m, p, &cancel).await,
         _ => {
             // Everything else is safe to drop when cancelled.
             tokio::select! {

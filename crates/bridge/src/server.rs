@@ -124,7 +124,7 @@ impl Server {
                 {"name": "local", "available": true, "isolation": "process",
                  "detail": "host processes in a private directory"},
             ],
-            "capabilities": {"streaming": true, "cancel": true, "encodings": ["utf8", "base64"],
+            "capabilities": {"streaming": true, "cancel": true, "encodings": ["utf8", "base64"], "snapshots": true,
                              "maxLineBytes": self.max_line},
         });
         self.initialized.store(true, Ordering::SeqCst);

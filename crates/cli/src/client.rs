@@ -15,6 +15,8 @@ use dagger_sandbox_server::state::{self, DaemonInfo};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 
+mod snapshots;
+
 /// How long the CLI waits for a daemon it started to answer.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a health probe may take before the daemon counts as not answering.

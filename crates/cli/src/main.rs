@@ -42,6 +42,8 @@ enum Cmd {
     Stop(commands::stop::StopArgs),
     /// Stop every session
     Clean(JsonFlag),
+    /// Take, list and delete snapshots of sessions (create --from-snapshot starts from one)
+    Snapshot(commands::snapshot::SnapshotArgs),
     /// Check the engines, the state dir and the daemon
     Doctor(JsonFlag),
     /// Copy a project into a fresh sandbox, install and test it, print a verdict (no daemon needed)
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
             Cmd::Logs(a) => commands::logs::run(a, &state_dir).await,
             Cmd::Stop(a) => commands::stop::run(a, &state_dir).await,
             Cmd::Clean(a) => commands::clean::run(a.json, &state_dir).await,
+            Cmd::Snapshot(a) => commands::snapshot::run(a, &state_dir).await,
             Cmd::Doctor(a) => commands::doctor::run(a.json, &state_dir).await,
             Cmd::Validate(a) => validate::run(a, &state_dir).await,
             Cmd::Mcp(a) => commands::mcp::run(a).await,

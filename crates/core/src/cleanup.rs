@@ -22,7 +22,8 @@ pub struct CleanupReport {
 /// Removes sandboxes whose owning process has exited without closing them: labelled containers and
 /// their snapshot images on the Docker engine (when one answers) and local sandbox directories.
 /// Sandboxes of live processes, of daemons, and of owners this process cannot judge (another
-/// machine sharing the engine, another PID namespace, an unknown or old label) are never touched.
+/// machine sharing the engine, another PID namespace, an unknown or old label) are never touched,
+/// and neither are snapshots ([`crate::Snapshot`]): no process owns them.
 pub async fn cleanup_orphans() -> Result<CleanupReport> {
     let inventory = Inventory::new();
     let mut report = CleanupReport::default();
@@ -48,6 +49,11 @@ pub async fn cleanup_orphans() -> Result<CleanupReport> {
             (_, Err(e)) if r.kind == ResourceKind::Container => return Err(e),
             (_, Err(e)) => tracing::warn!(resource = %r.id, "removing an orphan failed: {e}"),
         }
+    }
+    // Snapshots are never orphans; only what a crashed snapshot writer or delete left is.
+    report.directories += tokio::task::spawn_blocking(crate::snapshot::records::sweep_leftovers).await.unwrap_or(0);
+    if let Ok(docker) = crate::backend::docker::inventory::client().await {
+        crate::backend::docker::snapshot::prune_deleted(&docker).await;
     }
     Ok(report)
 }

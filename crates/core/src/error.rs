@@ -99,7 +99,7 @@ pub enum Error {
         partial: Box<ExecResult>,
     },
     /// A path (or other named thing) does not exist.
-    #[error("sandbox {sandbox}: {what} not found: {path}")]
+    #[error("{}{what} not found: {path}", sandbox_prefix(sandbox))]
     NotFound {
         /// The sandbox id.
         sandbox: String,
@@ -252,6 +252,15 @@ impl Error {
 
     pub(crate) fn invalid_path(path: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidPath { path: path.into(), reason: reason.into() }
+    }
+}
+
+/// `sandbox <id>: ` before a message about one sandbox; nothing for one about none (a snapshot).
+fn sandbox_prefix(sandbox: &str) -> String {
+    if sandbox.is_empty() {
+        String::new()
+    } else {
+        format!("sandbox {sandbox}: ")
     }
 }
 

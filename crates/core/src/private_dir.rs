@@ -27,6 +27,15 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     check_private_dir(dir)
 }
 
+/// [`ensure_private_dir`] with the API's errors: `INVALID_ARGUMENT` naming `what` when the
+/// directory is not private, `IO_ERROR` when it cannot be made.
+pub(crate) fn ensure_private(dir: &Path, what: &str) -> crate::Result<()> {
+    ensure_private_dir(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => crate::Error::InvalidArgument(format!("{what}: {e}")),
+        _ => crate::Error::io(format!("creating {what} {}", dir.display()), e),
+    })
+}
+
 /// Checks that `dir` is private (see [`ensure_private_dir`]) without creating it.
 pub fn check_private_dir(dir: &Path) -> io::Result<()> {
     let refuse = |why: String| {

@@ -1,6 +1,7 @@
-//! Local sandboxes live in a per-user private directory: one that another user pre-created open
-//! to all, or swapped for a symlink, is refused with a clear error, and nothing is made in it.
-//! One test in this binary: it sets `DAGGER_SANDBOX_LOCAL_DIR` for the whole process.
+//! Local sandboxes (and local snapshots) live in per-user private directories: one that another
+//! user pre-created open to all, or swapped for a symlink, is refused with a clear error, and
+//! nothing is made in it. One test in this binary: it sets `DAGGER_SANDBOX_LOCAL_DIR` and
+//! `DAGGER_SANDBOX_SNAPSHOT_DIR` for the whole process.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -40,5 +41,23 @@ async fn a_shared_or_swapped_local_parent_is_refused() {
     assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
     let r = sb.exec("pwd; echo hi > f; cat f", dagger_sandbox::ExecOptions::new()).await.unwrap();
     assert!(r.stdout.ends_with("/workspace\nhi\n"), "{r:?}");
+
+    // The snapshots directory is held to the same rules: a shared one is refused, nothing written.
+    let snaps = t.path().join("snaps-open");
+    std::fs::create_dir(&snaps).unwrap();
+    std::fs::set_permissions(&snaps, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::env::set_var(dagger_sandbox::snapshot::SNAPSHOT_DIR_ENV, &snaps);
+    let e = sb.snapshot(Some("refused")).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("the snapshots directory") && e.to_string().contains("other users"), "{e}");
+    assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), 0, "nothing was written in it");
+    // Missing: made private (0700), the copy too.
+    let fresh_snaps = t.path().join("snaps");
+    std::env::set_var(dagger_sandbox::snapshot::SNAPSHOT_DIR_ENV, &fresh_snaps);
+    let snap = sb.snapshot(None).await.unwrap();
+    assert_eq!(std::fs::metadata(&fresh_snaps).unwrap().permissions().mode() & 0o777, 0o700);
+    let copy = std::path::Path::new(&snap.engine_ref);
+    assert_eq!(std::fs::metadata(copy).unwrap().permissions().mode() & 0o777, 0o700, "{}", copy.display());
+    dagger_sandbox::Snapshot::remove(&snap.id).await.unwrap();
     sb.close().await.unwrap();
 }

@@ -10,8 +10,10 @@ mod error;
 mod exec;
 mod options;
 mod sandbox;
+mod snapshot;
 
 pub use cleanup::{cleanup_orphans, CleanupReport};
 pub use exec::ExecCanceller;
 pub use options::{DirEntry, EntryKind, ExecOptions, ExecResult, OutputChunk, SandboxOptions};
 pub use sandbox::NativeSandbox;
+pub use snapshot::{delete_snapshot, inspect_snapshot, list_snapshots, SnapshotInfo};

@@ -3,6 +3,8 @@
 // sessionStorage and out of the address bar at once, and from then on only ever travels in the
 // `Authorization` header, never in a URL (so no history entry, Referer or access log holds it).
 
+import { snapshots } from './snapshots.js'
+
 const TOKEN_KEY = 'dagger-sandbox.token'
 const POLL_MS = 2500
 const MAX_LOG_LINES = 2000
@@ -152,7 +154,7 @@ function makeRow(s) {
   stop.textContent = 'Stop'
   stop.setAttribute('aria-label', `Stop ${s.id}`)
   stop.addEventListener('click', () => stopOne(s.id, stop))
-  actions.append(logs, stop)
+  actions.append(logs, snaps.rowButton(s.id), stop)
   tr.append(
     id,
     cell('Project', 'project'),
@@ -206,6 +208,7 @@ function fillRow(tr, s, now) {
   }
   const stop = tr.querySelector('.stop-btn')
   stop.hidden = s.status === 'terminated'
+  tr.querySelector('.snapshot-btn').hidden = s.status === 'terminated'
 }
 
 function render(list) {
@@ -248,6 +251,7 @@ async function refresh() {
     const { sandboxes } = await api('GET', `/api/sandbox${all}`)
     clearError('poll')
     render(sandboxes)
+    await snaps.refresh()
   } catch (e) {
     if (e.status !== 401) showError(`Could not refresh the sandbox list: ${e}`, 'poll')
   }
@@ -512,6 +516,7 @@ async function start() {
   startPolling()
 }
 
+const snaps = snapshots({ api, $, setText, showError, clearError, refreshSandboxes: () => refresh() })
 takeTokenFromUrl()
 $('create-form').addEventListener('submit', create)
 $('stop-all').addEventListener('click', stopAll)

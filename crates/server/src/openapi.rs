@@ -5,6 +5,8 @@
 
 use serde_json::{json, Value};
 
+mod snapshots;
+
 fn error_ref() -> Value {
     json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}})
 }
@@ -115,7 +117,7 @@ pub fn document(templates: &[&str]) -> Value {
     });
     let nullable_string = json!({"type": ["string", "null"]});
     let ttl = json!({"type": "integer", "minimum": 1, "maximum": crate::sessions::MAX_TTL_SECONDS});
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "dagger-sandbox daemon",
@@ -395,7 +397,9 @@ pub fn document(templates: &[&str]) -> Value {
                 "LogEvent": {"oneOf": [sse_event("log", "LogLine"), sse_event("end", "LogEnd")]}
             }
         }
-    })
+    });
+    snapshots::add(&mut doc);
+    doc
 }
 
 /// Every (method, path) the document describes, methods upper-case.

@@ -24,7 +24,9 @@ mod detached;
 mod engine_watch;
 mod pools;
 mod secrets;
+mod snapshots;
 mod takeback;
+use snapshots::check_from_snapshot;
 pub use takeback::TakeBack;
 
 /// Session lifetime when the create request names none.
@@ -255,6 +257,7 @@ impl Sessions {
     /// for its ports, then records it. On any failure nothing is left running or recorded. Only
     /// [`Sessions::create`] calls it, from a task no client can drop half-way.
     async fn create_now(self: &Arc<Self>, req: CreateRequest) -> Result<Session, ApiError> {
+        check_from_snapshot(&req)?;
         let tpl = match &req.template {
             Some(name) => Some(self.templates.get(name).cloned().ok_or_else(|| {
                 bad(format!("unknown template {name:?}; known: {}", self.templates.names().join(", ")))
@@ -290,11 +293,12 @@ impl Sessions {
             .or_else(|| tpl.as_ref().map(|t| t.working_directory.clone()))
             .unwrap_or_else(|| DEFAULT_WORKING_DIRECTORY.to_string());
         let image = req.image.clone().or_else(|| tpl.as_ref().map(|t| t.image.clone()));
-        let mut config = SandboxConfig::new()
-            .backend(backend)
-            .workdir(&workdir)
-            .owner(&self.owner)
-            .fallback(req.fallback.unwrap_or(false));
+        let mut config =
+            SandboxConfig::new().backend(backend).owner(&self.owner).fallback(req.fallback.unwrap_or(false));
+        // A snapshot brings its own workdir; one in the request still wins.
+        if req.from_snapshot.is_none() || req.working_directory.is_some() {
+            config = config.workdir(&workdir);
+        }
         if let Some(i) = &image {
             config = config.image(i);
         }
@@ -314,7 +318,10 @@ impl Sessions {
             config = config.label("dev.dagger-sandbox.project", p);
         }
 
-        let sandbox = self.sandbox_for(&config).await?;
+        let sandbox = match &req.from_snapshot {
+            Some(reference) => Sandbox::from_snapshot(reference, config.clone()).await?,
+            None => self.sandbox_for(&config).await?,
+        };
         let logs = Arc::new(LogBuffer::new());
         let live = Live::new(sandbox.clone(), logs.clone());
         // From here on, every failure must close the sandbox.
@@ -334,6 +341,8 @@ impl Sessions {
             // Pin the backend it got, so a restarted daemon reattaches to the same kind of engine.
             let mut pinned = config.clone();
             pinned.backend = choice_of(s.provider);
+            // What it runs with now (a snapshot's workdir), for a restarted daemon's reattach.
+            pinned.workdir = Some(sandbox.workdir());
             // Secrets never reach the database: names only (a reattach reads values back).
             pinned.env.clear();
             let meta = Meta {

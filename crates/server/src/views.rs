@@ -46,6 +46,8 @@ pub struct CreateRequest {
     pub ca_certificates: Option<CaCertificates>,
     /// Dependency caches to mount: `true`, `false` (default) or a list of kinds.
     pub caches: Option<Caches>,
+    /// A snapshot (id or name) to start from instead of an image: its files, env and workdir.
+    pub from_snapshot: Option<String>,
 }
 
 /// The body of `POST /api/sandbox/:id/exec`.

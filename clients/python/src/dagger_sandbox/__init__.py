@@ -63,6 +63,7 @@ from .types import (
     OutputCallback,
     OutputChunk,
     SandboxInfo,
+    Snapshot,
     StepReport,
     ValidateReport,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "SandboxIOError",
     "SandboxInfo",
     "SandboxTimeoutError",
+    "Snapshot",
     "StepReport",
     "SyncExecStream",
     "ValidateReport",

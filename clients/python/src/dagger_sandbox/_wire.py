@@ -105,6 +105,11 @@ def create_params(config: Optional[Mapping[str, Any]], kwargs: Mapping[str, Any]
     return {_camel(k): v for k, v in {**(config or {}), **kwargs}.items()}
 
 
+def from_snapshot_params(reference: str, config: Optional[Mapping[str, Any]], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``sandbox/fromSnapshot`` params: the snapshot reference and the config as for create."""
+    return {"snapshot": reference, "config": create_params(config, kwargs)}
+
+
 def validate_params(
     project_dir: Any,
     install: Optional[str],

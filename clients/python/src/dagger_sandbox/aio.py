@@ -25,7 +25,7 @@ from ._async_transport import AsyncNotificationCallback, AsyncTransport
 from ._bridge import StderrSink
 from ._session import Options, SandboxBase
 from .errors import NotFoundError, SandboxError
-from .types import Content, DirEntry, ExecResult, OutputChunk, PathLike, SandboxInfo, ValidateReport
+from .types import Content, DirEntry, ExecResult, OutputChunk, PathLike, SandboxInfo, Snapshot, ValidateReport
 
 #: ``callable(stream, text)`` for streamed output; may be a coroutine function (it is awaited).
 AsyncOutputCallback = Callable[[str, str], Union[None, Awaitable[None]]]
@@ -79,6 +79,27 @@ class AsyncClient(AsyncTransport):
 
     async def _create(self, params: Mapping[str, Any]) -> "AsyncSandbox":
         return self._adopt(await self.request("sandbox/create", params))
+
+    def create_from_snapshot(
+        self, reference: str, config: Optional[Mapping[str, Any]] = None, /, **kwargs: Any
+    ) -> "_SandboxStart":
+        """:meth:`Client.create_from_snapshot` for asyncio: awaitable, or ``async with``."""
+        return _SandboxStart(self._from_snapshot(_wire.from_snapshot_params(reference, config, kwargs)))
+
+    async def _from_snapshot(self, params: Mapping[str, Any]) -> "AsyncSandbox":
+        return self._adopt(await self.request("sandbox/fromSnapshot", params))
+
+    async def list_snapshots(self) -> list[Snapshot]:
+        """Every snapshot on the engines that answer, oldest first."""
+        return [Snapshot.from_wire(s) for s in (await self.request("snapshot/list", {}))["snapshots"]]
+
+    async def inspect_snapshot(self, reference: str) -> Snapshot:
+        """The snapshot with this id or name; :class:`NotFoundError` when none has it."""
+        return Snapshot.from_wire(await self.request("snapshot/inspect", {"snapshot": reference}))
+
+    async def delete_snapshot(self, reference: str) -> Snapshot:
+        """Deletes a snapshot and its data; returns what was deleted."""
+        return Snapshot.from_wire(await self.request("snapshot/delete", {"snapshot": reference}))
 
     async def validate_project(
         self,
@@ -274,6 +295,10 @@ class AsyncSandbox(SandboxBase[AsyncClient]):
     async def fork(self) -> "AsyncSandbox":
         """An independent sandbox with the same files, env and workdir."""
         return self.client._adopt(await self._call("sandbox/fork"))
+
+    async def snapshot(self, name: Optional[str] = None) -> Snapshot:
+        """:meth:`Sandbox.snapshot` for asyncio."""
+        return Snapshot.from_wire(await self._call("sandbox/snapshot", {} if name is None else {"name": name}))
 
     async def close(self) -> None:
         """Frees every engine resource of the sandbox. Idempotent."""

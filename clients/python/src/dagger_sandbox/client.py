@@ -12,7 +12,7 @@ from ._session import Options
 from ._sync_transport import SyncTransport
 from .errors import SandboxError
 from .sandbox import Sandbox
-from .types import PathLike, SandboxInfo, ValidateReport
+from .types import PathLike, SandboxInfo, Snapshot, ValidateReport
 
 
 class Client(SyncTransport):
@@ -80,6 +80,26 @@ class Client(SyncTransport):
         :class:`InvalidParamsError`.
         """
         return self._adopt(self.request("sandbox/create", _wire.create_params(config, kwargs)))
+
+    def create_from_snapshot(self, reference: str, config: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> Sandbox:
+        """A sandbox with the files, env and workdir of the snapshot ``reference`` (its id or name),
+        on the snapshot's backend (``sandbox/fromSnapshot``). Config keys as for :meth:`create`,
+        without ``image`` or ``template``; its ``env`` is added over the snapshot's and brings back
+        the secrets the snapshot did not keep."""
+        return self._adopt(self.request("sandbox/fromSnapshot", _wire.from_snapshot_params(reference, config, kwargs)))
+
+    def list_snapshots(self) -> list[Snapshot]:
+        """Every snapshot on the engines that answer, oldest first (``snapshot/list``)."""
+        return [Snapshot.from_wire(s) for s in self.request("snapshot/list", {})["snapshots"]]
+
+    def inspect_snapshot(self, reference: str) -> Snapshot:
+        """The snapshot with this id or name; :class:`NotFoundError` when none has it."""
+        return Snapshot.from_wire(self.request("snapshot/inspect", {"snapshot": reference}))
+
+    def delete_snapshot(self, reference: str) -> Snapshot:
+        """Deletes a snapshot and its data; returns what was deleted. Sandboxes made from it keep
+        running. :class:`NotFoundError` when there is no such snapshot."""
+        return Snapshot.from_wire(self.request("snapshot/delete", {"snapshot": reference}))
 
     def validate_project(
         self,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 from . import _wire
 from ._session import SandboxBase
 from .errors import NotFoundError
-from .types import Content, DirEntry, ExecResult, NotificationCallback, OutputCallback, OutputChunk, PathLike
+from .types import Content, DirEntry, ExecResult, NotificationCallback, OutputCallback, OutputChunk, PathLike, Snapshot
 
 if TYPE_CHECKING:
     from .client import Client
@@ -167,6 +167,11 @@ class Sandbox(SandboxBase["Client"]):
     def fork(self) -> "Sandbox":
         """An independent sandbox with the same files, env and workdir (owned by the same client)."""
         return self.client._adopt(self._call("sandbox/fork"))
+
+    def snapshot(self, name: Optional[str] = None) -> Snapshot:
+        """Saves the files, env and workdir as a snapshot (``name``: unique, optional) that outlives
+        this sandbox, its client and this process; secret env values are kept by name only."""
+        return Snapshot.from_wire(self._call("sandbox/snapshot", {} if name is None else {"name": name}))
 
     def close(self) -> None:
         """Frees every engine resource of the sandbox. Idempotent; a no-op once its client is

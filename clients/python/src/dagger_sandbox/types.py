@@ -162,3 +162,40 @@ class ValidateReport:
             node_modules_cache=str(r.get("nodeModulesCache", "off")),
             warnings=tuple(str(w) for w in r.get("warnings", [])),
         )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A saved sandbox state (``sandbox/snapshot``): files, env and workdir, under ``id`` (and
+    ``name``). ``env`` leaves out secret values; ``secret_env`` names them (pass their values in the
+    ``env`` of ``create_from_snapshot``). ``size`` is ``None`` on Dagger; ``created_at`` is RFC 3339."""
+
+    id: str
+    name: Optional[str]
+    backend: str
+    created_at: str
+    size: Optional[int]
+    workdir: str
+    env: Mapping[str, str]
+    secret_env: tuple[str, ...]
+    image: Optional[str]
+    source: str
+    engine_ref: str
+
+    @classmethod
+    def from_wire(cls, r: Mapping[str, Any]) -> "Snapshot":
+        """Builds a snapshot from the bridge's camelCase object."""
+        size = r.get("size")
+        return cls(
+            id=str(r["id"]),
+            name=r.get("name"),
+            backend=str(r["backend"]),
+            created_at=str(r["createdAt"]),
+            size=None if size is None else int(size),
+            workdir=str(r["workdir"]),
+            env=dict(r.get("env") or {}),
+            secret_env=tuple(r.get("secretEnv") or ()),
+            image=r.get("image"),
+            source=str(r.get("source", "")),
+            engine_ref=str(r.get("engineRef", "")),
+        )

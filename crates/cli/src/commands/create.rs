@@ -43,6 +43,9 @@ pub struct CreateArgs {
     /// Trust these certificate authorities: host (this machine's bundle) or PEM files joined by ':'
     #[arg(long, value_name = "host|PATH", env = "DAGGER_SANDBOX_CA_CERTIFICATES")]
     ca_certificates: Option<String>,
+    /// Start from a snapshot (id or name): its files, env and workdir, instead of an image
+    #[arg(long, value_name = "REF", conflicts_with_all = ["image", "template"])]
+    from_snapshot: Option<String>,
     /// Print the session as JSON
     #[arg(long)]
     json: bool,
@@ -95,6 +98,9 @@ impl CreateArgs {
         if let Some(w) = &self.workdir {
             put("workingDirectory", json!(w));
         }
+        if let Some(s) = &self.from_snapshot {
+            put("fromSnapshot", json!(s));
+        }
         if let Some(ca) = &self.ca_certificates {
             put("caCertificates", serde_json::to_value(super::ca_certificates(ca)?)?);
         }
@@ -106,7 +112,10 @@ impl CreateArgs {
 pub async fn run(args: CreateArgs, state_dir: &Path) -> anyhow::Result<ExitCode> {
     let body = args.body()?;
     let client = Client::connect(state_dir).await?;
-    let what = args.image.as_deref().or(args.template.as_deref()).unwrap_or("the default image");
+    let what = match &args.from_snapshot {
+        Some(s) => format!("snapshot {s}"),
+        None => args.image.clone().or(args.template.clone()).unwrap_or_else(|| "the default image".into()),
+    };
     let spinner = Spinner::start(format!("creating a sandbox from {what}"));
     let result = client.create(&body).await;
     spinner.finish().await;

@@ -10,6 +10,7 @@ pub mod list;
 pub mod logs;
 pub mod mcp;
 pub mod serve;
+pub mod snapshot;
 pub mod stop;
 
 use dagger_sandbox::CaCertificates;

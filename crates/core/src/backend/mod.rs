@@ -216,6 +216,9 @@ pub(crate) trait Engine: Send + Sync {
     async fn list_dir(&self, path: &SandboxPath) -> Result<Vec<DirEntry>>;
     /// A new, independent sandbox with a copy of this one's filesystem.
     async fn fork(&self, new_id: &str) -> Result<Box<dyn Engine>>;
+    /// Saves the filesystem as the snapshot `record` describes (env and workdir filled in by the
+    /// caller, secrets already left out), and returns it.
+    async fn snapshot(&self, record: crate::snapshot::Record) -> Result<crate::snapshot::Snapshot>;
     /// Frees every resource; safe to call more than once.
     async fn close(&self) -> Result<()>;
     /// Where the configured container ports are reachable on the host.
@@ -293,6 +296,33 @@ pub(crate) async fn open(cfg: &ResolvedConfig, id: &str) -> Result<(Box<dyn Engi
             }
         }
     }
+}
+
+/// Opens sandbox `id` from snapshot `snap` on its backend. Docker needs nothing special: `cfg.image`
+/// already names the snapshot's image.
+pub(crate) async fn open_snapshot(
+    cfg: &ResolvedConfig,
+    id: &str,
+    snap: &crate::snapshot::Snapshot,
+) -> Result<Box<dyn Engine>> {
+    match snap.backend {
+        BackendKind::Docker => Ok(open(cfg, id).await?.0),
+        BackendKind::Local => Ok(Box::new(local::LocalEngine::create_from(cfg, id, &snap.engine_ref).await?)),
+        BackendKind::Dagger => open_dagger_snapshot(cfg, id, &snap.id).await,
+    }
+}
+
+#[cfg(feature = "dagger")]
+async fn open_dagger_snapshot(cfg: &ResolvedConfig, id: &str, snapshot: &str) -> Result<Box<dyn Engine>> {
+    let record = crate::snapshot::records::read(snapshot)?;
+    let container = record.dagger_id.ok_or_else(|| crate::snapshot::not_found(snapshot))?;
+    let session = dagger::connect_session(cfg.dagger_connect_timeout, false).await?;
+    Ok(Box::new(dagger::DaggerEngine::create_from(session, cfg, id, container).await?))
+}
+
+#[cfg(not(feature = "dagger"))]
+async fn open_dagger_snapshot(cfg: &ResolvedConfig, id: &str, _snapshot: &str) -> Result<Box<dyn Engine>> {
+    open_dagger(cfg, id).await
 }
 
 /// Takes back the engine resources of sandbox `id` (see `Sandbox::reattach`).

@@ -10,6 +10,7 @@ use std::time::Duration;
 mod ca;
 mod caches;
 mod files;
+mod snapshot;
 
 pub use files::READ_FILE_LIMIT;
 
@@ -93,17 +94,29 @@ fn new_id() -> String {
 impl Sandbox {
     /// Creates a sandbox from `config` on the backend it names (or the best one, for `auto`).
     pub async fn create(config: SandboxConfig) -> Result<Sandbox> {
-        let cfg = config.resolve()?;
+        Self::create_resolved(config.resolve()?, None, Vec::new()).await
+    }
+
+    /// Creates a sandbox from a resolved config, on a fresh engine resource or from `snapshot`;
+    /// `warnings` are added to the engine's.
+    async fn create_resolved(
+        cfg: ResolvedConfig,
+        snapshot: Option<crate::snapshot::Snapshot>,
+        warnings: Vec<String>,
+    ) -> Result<Sandbox> {
         let id = new_id();
         // In a task of its own: a caller that stops waiting (a timeout around create) cannot cut a
         // create in half; the finished sandbox is then dropped, and Drop frees it.
         let task = tokio::spawn(async move {
-            let (engine, fallback) = backend::open(&cfg, &id).await?;
+            let (engine, fallback) = match &snapshot {
+                None => backend::open(&cfg, &id).await?,
+                Some(s) => (backend::open_snapshot(&cfg, &id, s).await?, None),
+            };
             metrics::record_created(engine.kind(), fallback.is_some());
             let state = State { workdir: cfg.workdir.clone(), env: cfg.env.clone() };
             let ca = cfg.ca.clone();
             let sb = Sandbox::from_parts(id, Arc::from(engine), cfg, state, fallback);
-            let mut warnings = sb.inner.engine.warnings();
+            let mut warnings = [sb.inner.engine.warnings(), warnings].concat();
             sb.set_cache_env(&mut warnings);
             *sb.inner.warnings.lock().unwrap_or_else(|p| p.into_inner()) = warnings;
             if let Some(ca) = ca {

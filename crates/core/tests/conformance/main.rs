@@ -19,6 +19,9 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+    // Snapshots of local and Dagger sandboxes go to a directory of this run, not the user's.
+    let snapshots = tempfile::tempdir().expect("a temp dir for snapshots");
+    std::env::set_var(dagger_sandbox::snapshot::SNAPSHOT_DIR_ENV, snapshots.path());
     let mut trials = Vec::new();
     let mut summary = Vec::new();
     let rt = runtime();
@@ -64,6 +67,7 @@ fn main() {
     }
     drop(rt);
     let conclusion = libtest_mimic::run(&args, trials);
+    drop(snapshots);
     for (kind, outcome) in summary {
         match outcome {
             Ok(n) => println!("conformance on {kind}: {} cases passed", n.load(Ordering::SeqCst)),

@@ -6,6 +6,7 @@ mod files;
 mod logs;
 mod pages;
 mod sandbox;
+mod snapshots;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ fn table() -> Vec<(Method, &'static str, bool, Handler)> {
     vec![
         (Method::GET, "/", false, get(pages::index)),
         (Method::GET, "/assets/app.js", false, get(pages::app_js)),
+        (Method::GET, "/assets/snapshots.js", false, get(pages::snapshots_js)),
         (Method::GET, "/assets/style.css", false, get(pages::style_css)),
         (Method::GET, "/openapi.json", false, get(pages::openapi)),
         (Method::GET, "/metrics", false, get(pages::metrics)),
@@ -64,6 +66,10 @@ fn table() -> Vec<(Method, &'static str, bool, Handler)> {
         // applies to buffering extractors.
         (Method::PUT, "/api/sandbox/{id}/files", true, put(files::write)),
         (Method::GET, "/api/sandbox/{id}/logs", true, get(logs::stream)),
+        (Method::POST, "/api/sandbox/{id}/snapshot", true, post(snapshots::take)),
+        (Method::GET, "/api/snapshot", true, get(snapshots::list)),
+        (Method::GET, "/api/snapshot/{ref}", true, get(snapshots::get_one)),
+        (Method::DELETE, "/api/snapshot/{ref}", true, delete(snapshots::delete_one)),
     ]
 }
 

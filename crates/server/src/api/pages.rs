@@ -13,6 +13,7 @@ use crate::error::ApiError;
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
 const APP_JS: &str = include_str!("../../assets/app.js");
+const SNAPSHOTS_JS: &str = include_str!("../../assets/snapshots.js");
 const STYLE_CSS: &str = include_str!("../../assets/style.css");
 
 /// Only the daemon's own origin may serve scripts, styles and API calls: a page holding the token
@@ -47,6 +48,11 @@ pub async fn index() -> Response {
 /// `GET /assets/app.js`: the dashboard script.
 pub async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+/// `GET /assets/snapshots.js`: the dashboard's snapshot panel (a module `app.js` imports).
+pub async fn snapshots_js() -> Response {
+    asset("text/javascript; charset=utf-8", SNAPSHOTS_JS)
 }
 
 /// `GET /assets/style.css`: the dashboard style sheet.
@@ -104,9 +110,12 @@ mod tests {
 
     #[tokio::test]
     async fn assets_carry_their_type_and_the_security_headers() {
-        for (resp, ty) in
-            [(index().await, "text/html"), (app_js().await, "text/javascript"), (style_css().await, "text/css")]
-        {
+        for (resp, ty) in [
+            (index().await, "text/html"),
+            (app_js().await, "text/javascript"),
+            (snapshots_js().await, "text/javascript"),
+            (style_css().await, "text/css"),
+        ] {
             let h = resp.headers();
             assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with(ty), "{ty}: {h:?}");
             assert_eq!(h[header::CACHE_CONTROL], "no-store");
@@ -121,7 +130,7 @@ mod tests {
         // Every script and style the page names is one the daemon serves: nothing from a CDN.
         assert!(INDEX_HTML.contains("src=\"/assets/app.js\""));
         assert!(INDEX_HTML.contains("href=\"/assets/style.css\""));
-        for text in [INDEX_HTML, APP_JS, STYLE_CSS] {
+        for text in [INDEX_HTML, APP_JS, SNAPSHOTS_JS, STYLE_CSS] {
             for remote in
                 ["src=\"http", "href=\"http", "src=\"//", "href=\"//", "url(http", "from 'http", "import('http"]
             {

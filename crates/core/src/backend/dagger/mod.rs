@@ -34,6 +34,7 @@ mod exec;
 mod fake_cli;
 mod files;
 mod secrets;
+mod snapshot;
 mod state;
 mod version;
 mod wrapper;
@@ -217,10 +218,15 @@ pub(crate) fn auto_plausible() -> std::result::Result<(), String> {
 impl DaggerEngine {
     /// Starts sandbox `id` from the config's image on `session`.
     pub(crate) async fn create(session: Arc<Session>, cfg: &ResolvedConfig, id: &str) -> Result<Self> {
+        let base = session.conn.container().from(cfg.image.clone());
+        Self::create_on(session, cfg, id, base).await
+    }
+
+    /// Starts sandbox `id` on the container value `base` (an image, or a snapshot's value).
+    async fn create_on(session: Arc<Session>, cfg: &ResolvedConfig, id: &str, mut base: Container) -> Result<Self> {
         let rules = SecretRules::new(&cfg.secret_patterns)?;
         let conn = session.conn.clone();
         let image = cfg.image.clone();
-        let mut base = conn.container().from(image.clone());
         for kind in &cfg.caches {
             // The engine's cache volumes: shared by every sandbox of this user, kept by the engine.
             base = base.with_mounted_cache(kind.mount_path(), conn.cache_volume(kind.volume_name()));
@@ -431,6 +437,10 @@ impl Engine for DaggerEngine {
             inner.opts.clone(),
             inner.secret_ids.clone(),
         )))
+    }
+
+    async fn snapshot(&self, record: crate::snapshot::Record) -> Result<crate::snapshot::Snapshot> {
+        self.take_snapshot(record).await
     }
 
     async fn close(&self) -> Result<()> {

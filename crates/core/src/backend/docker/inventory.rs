@@ -83,14 +83,15 @@ pub(crate) async fn containers(docker: &Docker, owner: Option<&str>) -> Result<V
         .collect())
 }
 
-/// Fork snapshot images.
+/// Fork snapshot images. Images of user snapshots ([`crate::Snapshot`]) are not listed: no process
+/// owns them, and only a snapshot delete may remove them.
 pub(crate) async fn images(docker: &Docker, owner: Option<&str>) -> Result<Vec<Resource>> {
     let filters = filters(owner);
     let opts = ListImagesOptionsBuilder::default().filters(&filters).build();
     let list = docker.list_images(Some(opts)).await.map_err(|e| failure("listing images", e))?;
     Ok(list
         .into_iter()
-        .filter(|i| owned_by(&i.labels, owner))
+        .filter(|i| owned_by(&i.labels, owner) && !i.labels.contains_key(crate::snapshot::LABEL_SNAPSHOT))
         .map(|i| resource(ResourceKind::SnapshotImage, i.id, &i.labels, ResourceState::Stored, i.created))
         .collect())
 }

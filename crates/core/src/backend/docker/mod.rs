@@ -26,6 +26,7 @@ mod exec;
 mod files;
 pub(crate) mod inventory;
 mod kill;
+pub(crate) mod snapshot;
 pub(crate) mod volumes;
 
 /// The repository that fork snapshots are committed to; the tag is the new sandbox's id.
@@ -470,8 +471,16 @@ impl Engine for DockerEngine {
         }))
     }
 
+    async fn snapshot(&self, record: crate::snapshot::Record) -> Result<crate::snapshot::Snapshot> {
+        self.take_snapshot(record).await
+    }
+
     async fn close(&self) -> Result<()> {
         remove_container(&self.docker, &self.container).await.map_err(|e| self.err("removing the container", e))?;
+        if self.spec.image.starts_with(snapshot::SNAPSHOTS_REPO) {
+            // Made from a snapshot that may have been deleted while this sandbox used its image.
+            snapshot::prune_deleted(&self.docker).await;
+        }
         let _cleanup = IMAGE_CLEANUP.lock().await;
         let mut todo: Vec<String> = std::mem::take(&mut *PENDING_IMAGES.lock().unwrap_or_else(|p| p.into_inner()));
         todo.extend(self.owned_image.clone());

@@ -7,8 +7,9 @@ use cap_std::fs::{Dir, OpenOptions, PermissionsExt};
 
 /// Copies everything in `src` into the empty directory `dst`: directories with their modes,
 /// symlinks as links (never followed), regular files byte for byte; fifos, sockets and devices are
-/// not carried (as in an export).
-pub(super) fn copy_tree(src: &Dir, dst: &Dir) -> io::Result<()> {
+/// not carried (as in an export). Returns the bytes of the regular files copied (their lengths).
+pub(super) fn copy_tree(src: &Dir, dst: &Dir) -> io::Result<u64> {
+    let mut bytes = 0;
     for entry in src.entries()? {
         let entry = entry?;
         let name = entry.file_name();
@@ -17,18 +18,18 @@ pub(super) fn copy_tree(src: &Dir, dst: &Dir) -> io::Result<()> {
             dst.create_dir(&name)?;
             let mode = entry.metadata()?.permissions().mode();
             let (from, to) = (src.open_dir(&name)?, dst.open_dir(&name)?);
-            copy_tree(&from, &to)?;
+            bytes += copy_tree(&from, &to)?;
             dst.set_permissions(&name, cap_std::fs::Permissions::from_mode(mode))?;
         } else if ft.is_symlink() {
             dst.symlink_contents(src.read_link_contents(&name)?, &name)?;
         } else if ft.is_file() {
-            copy_file(src, dst, &name)?;
+            bytes += copy_file(src, dst, &name)?;
         }
     }
-    Ok(())
+    Ok(bytes)
 }
 
-fn copy_file(src: &Dir, dst: &Dir, name: &std::ffi::OsStr) -> io::Result<()> {
+fn copy_file(src: &Dir, dst: &Dir, name: &std::ffi::OsStr) -> io::Result<u64> {
     // Non-blocking, and checked after the open: a file swapped for a FIFO cannot block the fork.
     let mut opts = OpenOptions::new();
     opts.read(true);
@@ -36,7 +37,7 @@ fn copy_file(src: &Dir, dst: &Dir, name: &std::ffi::OsStr) -> io::Result<()> {
     let from = src.open_with(name, &opts)?;
     let meta = from.metadata()?;
     if !meta.is_file() {
-        return Ok(());
+        return Ok(0);
     }
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
@@ -45,7 +46,8 @@ fn copy_file(src: &Dir, dst: &Dir, name: &std::ffi::OsStr) -> io::Result<()> {
     copy_sparse(&mut from, &mut to, meta.len())?;
     to.set_permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
         meta.permissions().mode(),
-    ))
+    ))?;
+    Ok(meta.len())
 }
 
 /// Copies `len` bytes, only the data regions (`SEEK_DATA`/`SEEK_HOLE`): holes stay holes. Where

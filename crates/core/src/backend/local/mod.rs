@@ -25,6 +25,7 @@ use crate::stream::{self, ByteStream, ExactLen, FileReader};
 mod cgroup;
 mod copy;
 mod exec;
+mod snapshot;
 
 use cgroup::SandboxCgroup;
 
@@ -46,10 +47,7 @@ pub fn local_sandbox_parent() -> PathBuf {
 /// with what is wrong: another user's, a symlink, or open to others).
 fn private_parent() -> Result<PathBuf> {
     let parent = local_sandbox_parent();
-    crate::private_dir::ensure_private_dir(&parent).map_err(|e| match e.kind() {
-        io::ErrorKind::PermissionDenied => Error::InvalidArgument(format!("the local sandbox directory: {e}")),
-        _ => Error::io(format!("creating the local sandbox directory {}", parent.display()), e),
-    })?;
+    crate::private_dir::ensure_private(&parent, "the local sandbox directory")?;
     Ok(parent)
 }
 
@@ -430,6 +428,10 @@ impl Engine for LocalEngine {
             })
             .await?;
         Ok(Box::new(LocalEngine { fs: Arc::new(child), ports: self.ports.clone() }))
+    }
+
+    async fn snapshot(&self, record: crate::snapshot::Record) -> Result<crate::snapshot::Snapshot> {
+        self.blocking(move |fs| fs.take_snapshot(record)).await
     }
 
     async fn close(&self) -> Result<()> {

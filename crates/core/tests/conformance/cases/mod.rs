@@ -13,6 +13,7 @@ mod isolation;
 mod lifecycle;
 mod limits;
 mod service;
+mod snapshot;
 
 use escape::*;
 use exec::*;
@@ -21,6 +22,7 @@ use isolation::*;
 use lifecycle::*;
 use limits::*;
 use service::*;
+use snapshot::*;
 
 type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -94,6 +96,9 @@ cases! {
     All a_dropped_call_kills_its_command,
     All a_huge_file_is_too_large_to_read_into_memory_and_streams_instead,
     All export_streams_a_big_file_to_disk,
+    All snapshot_and_restore_bring_back_files_env_and_workdir,
+    All snapshot_refusals_are_typed_and_change_nothing,
+    All deleting_a_snapshot_in_use_keeps_its_sandbox_and_leaves_nothing_after,
     Dagger secret_values_are_scrubbed_from_output,
     Live serve_forwards_a_port_streams_output_and_stops,
     Live serve_reports_a_service_that_dies_or_never_listens,
