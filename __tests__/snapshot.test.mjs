@@ -2,14 +2,13 @@
 // sandbox from it and find the old files, env and workdir; list, inspect, delete; typed refusals.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, readdirSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { DaggerSandbox } from '../index.js'
-import { BUSYBOX, rejectsWith, skipDocker } from './helpers.mjs'
+import { BUSYBOX, rejectsWith, skipDocker, tempDir } from './helpers.mjs'
 
 // Local snapshots of this run go to a temp dir, never the user's data dir.
-const snapshots = mkdtempSync(join(tmpdir(), 'dsb-node-snap-'))
+const snapshots = tempDir('dsb-node-snap-')
 process.env.DAGGER_SANDBOX_SNAPSHOT_DIR = snapshots
 
 const backends = [
