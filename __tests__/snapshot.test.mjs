@@ -3,7 +3,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readdirSync } from 'node:fs'
-import { join } from 'node:path'
 import { DaggerSandbox } from '../index.js'
 import { BUSYBOX, rejectsWith, skipDocker, tempDir } from './helpers.mjs'
 
