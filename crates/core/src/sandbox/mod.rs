@@ -10,6 +10,7 @@ use std::time::Duration;
 mod ca;
 mod caches;
 mod files;
+mod lifecycle;
 
 pub use files::READ_FILE_LIMIT;
 
@@ -46,6 +47,10 @@ struct Inner {
     detached: std::sync::atomic::AtomicBool,
     /// What went wrong at create without failing it.
     warnings: Mutex<Vec<String>>,
+    /// Whether the sandbox is stopped (files kept, nothing running); see `lifecycle.rs`.
+    stopped: std::sync::atomic::AtomicBool,
+    /// Serializes stop and resume.
+    lifecycle: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -84,6 +89,14 @@ impl std::fmt::Debug for Sandbox {
             .field("resource", &self.inner.engine.resource_id())
             .finish()
     }
+}
+
+/// `INVALID_ARGUMENT` unless `id` has the form of a sandbox id.
+fn check_id(id: &str) -> Result<()> {
+    if !id.starts_with("sbx-") || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(Error::InvalidArgument(format!("{id:?} is not a sandbox id")));
+    }
+    Ok(())
 }
 
 fn new_id() -> String {
@@ -139,6 +152,8 @@ impl Sandbox {
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 detached: std::sync::atomic::AtomicBool::new(false),
                 warnings: Mutex::new(Vec::new()),
+                stopped: std::sync::atomic::AtomicBool::new(false),
+                lifecycle: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -208,11 +223,13 @@ impl Sandbox {
         Error::Closed { sandbox: self.inner.id.clone() }
     }
 
-    /// Runs `fut` unless the sandbox is or becomes closed, which turns it into `CLOSED`.
+    /// Runs `fut` unless the sandbox is or becomes closed, which turns it into `CLOSED`, or is
+    /// stopped (`STOPPED`).
     async fn guard<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         if self.is_closed() {
             return Err(self.closed_error());
         }
+        self.check_running()?;
         tokio::select! {
             biased;
             _ = self.inner.closing.cancelled() => Err(self.closed_error()),
@@ -386,9 +403,7 @@ impl Sandbox {
     /// of a local sandbox are not recorded by the engine: they come from `config`.
     pub async fn reattach(config: SandboxConfig, id: &str, resource_id: &str) -> Result<Sandbox> {
         let cfg = config.resolve()?;
-        if !id.starts_with("sbx-") || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(Error::InvalidArgument(format!("{id:?} is not a sandbox id")));
-        }
+        check_id(id)?;
         let (engine, mut env) = backend::reattach(&cfg, id, resource_id).await?;
         // Values the config gives win over what the resource recorded.
         env.extend(cfg.env.clone());
@@ -409,6 +424,7 @@ impl Sandbox {
         if self.is_closed() {
             return Err(self.closed_error());
         }
+        self.check_running()?;
         let parent = self.clone();
         // In a task of its own, like create: a fork is never cut in half (a committed image and no
         // container to own it), and a fork that finishes after its parent closed is closed too.
