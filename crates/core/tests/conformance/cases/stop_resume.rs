@@ -7,7 +7,8 @@ use super::lifecycle::{leftovers, leftovers_of};
 use crate::harness::{expect_code, Harness};
 
 /// What `/proc/<pid>/cmdline` says of the pid in `file` (relative to the workdir), or `gone`.
-const CMDLINE_OF_PID: &str = "p=$(cat bg.pid); if [ -r /proc/$p/cmdline ]; then tr '\\0' ' ' < /proc/$p/cmdline; else echo gone; fi";
+const CMDLINE_OF_PID: &str =
+    "p=$(cat bg.pid); if [ -r /proc/$p/cmdline ]; then tr '\\0' ' ' < /proc/$p/cmdline; else echo gone; fi";
 
 pub(super) async fn stop_ends_processes_and_resume_brings_back_files_env_and_workdir(h: Harness) {
     let sb = h.create().await;
