@@ -350,6 +350,12 @@ impl Client {
         self.json(self.request(Method::DELETE, &format!("/api/sandbox/{}", encode(id)))).await
     }
 
+    /// `POST /api/sandbox/:id/stop` (`action` "stop": files kept, nothing running) or
+    /// `.../resume`.
+    pub async fn lifecycle(&self, id: &str, action: &str) -> anyhow::Result<Value> {
+        self.json(self.request(Method::POST, &format!("/api/sandbox/{}/{action}", encode(id)))).await
+    }
+
     /// `DELETE /api/sandbox`: stops every session.
     pub async fn clean(&self) -> anyhow::Result<Value> {
         self.json(self.request(Method::DELETE, "/api/sandbox")).await

@@ -24,7 +24,9 @@ mod detached;
 mod engine_watch;
 mod pools;
 mod secrets;
+mod suspend;
 mod takeback;
+pub use suspend::StopCause;
 pub use takeback::TakeBack;
 
 /// Session lifetime when the create request names none.
@@ -58,11 +60,19 @@ pub struct Live {
     pub logs: Arc<LogBuffer>,
     /// Set once a stop began, so a service that ends because of it is not reported as a failure.
     stopping: AtomicBool,
+    /// Stop, resume and the state kept for them (`suspend.rs`).
+    pause: suspend::PauseState,
 }
 
 impl Live {
     fn new(sandbox: Sandbox, logs: Arc<LogBuffer>) -> Arc<Self> {
-        Arc::new(Live { sandbox, service: Mutex::new(None), logs, stopping: AtomicBool::new(false) })
+        Arc::new(Live {
+            sandbox,
+            service: Mutex::new(None),
+            logs,
+            stopping: AtomicBool::new(false),
+            pause: Default::default(),
+        })
     }
 
     fn service(&self) -> Option<Service> {
@@ -219,8 +229,15 @@ impl Sessions {
         self.db(move |s| s.list(&ListFilter { include_terminated: all, ..Default::default() })).await
     }
 
-    /// The held sandbox of an active session; `NOT_FOUND` or `SESSION_ENDED` otherwise.
+    /// The held, running sandbox of a session: one stopped for being idle is resumed; one a user
+    /// stopped is `STOPPED`; `NOT_FOUND` or `SESSION_ENDED` otherwise.
     pub async fn usable(&self, id: &str) -> Result<Arc<Live>, ApiError> {
+        let live = self.held(id).await?;
+        self.running(live).await
+    }
+
+    /// The held sandbox of a session that is not terminated, running or stopped.
+    pub(crate) async fn held(&self, id: &str) -> Result<Arc<Live>, ApiError> {
         if let Some(l) = self.live(id) {
             return Ok(l);
         }
@@ -345,6 +362,7 @@ impl Sessions {
                 user,
                 config: Some(pinned),
                 env_names: req.env.keys().cloned().collect(),
+                stopped_by: None,
             };
             s.metadata = serde_json::to_value(&meta).map_err(|e| ApiError::Internal(e.to_string()))?;
             self.live_map().insert(s.id.clone(), live.clone());
@@ -403,9 +421,11 @@ impl Sessions {
         let Some(service) = live.service() else { return };
         let this = Arc::downgrade(self);
         let live = live.clone();
+        let generation = live.pause.generation();
         tokio::spawn(async move {
             let code = service.wait().await;
-            if live.stopping.load(Ordering::SeqCst) {
+            // A stop (of the session, or of its sandbox, which keeps it) ended it: not a failure.
+            if live.stopping.load(Ordering::SeqCst) || live.pause.stopped_since(generation) {
                 return;
             }
             let Some(this) = this.upgrade() else { return };
@@ -505,6 +525,8 @@ impl Sessions {
             return Err(bad("command must not be empty"));
         }
         let live = self.usable(id).await?;
+        // An exec longer than the idle timeout is not idleness.
+        let _busy = live.pause.busy();
         self.touch(id).await;
         let mut opts = ExecOptions::new();
         for (k, v) in req.env {

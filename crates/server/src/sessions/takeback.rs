@@ -113,7 +113,12 @@ impl Sessions {
         if s.provider == Provider::Dagger {
             return Err(ApiError::Internal("dagger sandboxes cannot be taken back".into()));
         }
-        let sandbox = Sandbox::reattach(config, &s.id, resource).await?;
+        // A stopped session's container is stopped on purpose: taken back as it is.
+        let sandbox = if s.status == Status::Stopped {
+            Sandbox::reattach_stopped(config, &s.id, resource).await?
+        } else {
+            Sandbox::reattach(config, &s.id, resource).await?
+        };
         if let Err(e) = self.adopt(s, sandbox.clone()).await {
             // Its service did not come back: free it rather than hold a half-working session.
             let _ = sandbox.close().await;
@@ -173,7 +178,9 @@ impl Sessions {
             ));
         }
         let live = Live::new(sandbox.clone(), logs);
-        if let Some(cmd) = &meta.command {
+        live.pause.restore(s);
+        // A stopped sandbox's service starts again on resume.
+        if let Some(cmd) = meta.command.as_ref().filter(|_| !sandbox.is_stopped()) {
             let ports = sandbox.ports();
             let mut answering = !ports.is_empty();
             for p in &ports {
