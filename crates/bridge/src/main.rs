@@ -3,6 +3,7 @@
 //! docs/bridge-protocol.md.
 
 mod framing;
+mod lifecycle;
 mod methods;
 mod protocol;
 mod server;

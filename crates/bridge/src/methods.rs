@@ -354,11 +354,14 @@ async fn simple(server: &Arc<Server>, method: &str, p: Value) -> Result<Value, R
             server.sandbox(&r.sandbox_id)?.close().await?;
             Ok(json!({}))
         }
-        other => Err(RpcError {
-            code: crate::protocol::codes::METHOD_NOT_FOUND,
-            message: format!("method not found: {other}"),
-            data: Some(json!({"method": other})),
-        }),
+        other => match crate::lifecycle::call(server, other, p).await {
+            Some(r) => r,
+            None => Err(RpcError {
+                code: crate::protocol::codes::METHOD_NOT_FOUND,
+                message: format!("method not found: {other}"),
+                data: Some(json!({"method": other})),
+            }),
+        },
     }
 }
 
