@@ -28,6 +28,15 @@ export declare class NativeSandbox {
    * duration in microseconds.
    */
   benchReadFile(path: string, n: number): Promise<Array<number>>
+  /** Whether the sandbox is stopped (files kept, nothing running) until `resume()`. */
+  get stopped(): boolean
+  /**
+   * Frees the sandbox's CPU and memory and keeps its files; later calls reject with `STOPPED`
+   * until `resume()`. Idempotent.
+   */
+  stop(): Promise<void>
+  /** Brings a stopped sandbox back with the same files, env and workdir. Idempotent. */
+  resume(): Promise<void>
   /** Creates a sandbox; `options` defaults to the `auto` backend and the default image. */
   static create(options?: SandboxOptions | undefined | null): Promise<NativeSandbox>
   /** The sandbox id (`sbx-` and 12 hex digits), also a label on its engine resources. */

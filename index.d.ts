@@ -26,6 +26,7 @@ export type SandboxErrorCode =
   | 'ENGINE_ERROR'
   | 'IO_ERROR'
   | 'TOO_LARGE'
+  | 'STOPPED'
 
 /** Every rejection of this package: an `Error` with the core's stable `code`. */
 export declare class SandboxError extends Error {
@@ -75,6 +76,8 @@ export declare class DaggerSandbox implements AsyncDisposable {
   readonly workdir: string
   /** Whether `close()` has been called. */
   readonly closed: boolean
+  /** Whether the sandbox is stopped (files kept, nothing running) until `resume()`. */
+  readonly stopped: boolean
   /** Runs `sh -c command` in the workdir; a non-zero exit is a result, not an error. */
   exec(command: string, options?: ExecOptions): Promise<ExecResult>
   /** Writes one file (text as UTF-8, or bytes), creating parent directories. */
@@ -105,6 +108,10 @@ export declare class DaggerSandbox implements AsyncDisposable {
   refreshFromHost(hostPath: string, containerPath: string, options?: RefreshOptions): Promise<void>
   /** An independent sandbox with the same files, env and workdir; close both. */
   fork(): Promise<DaggerSandbox>
+  /** Frees CPU and memory, keeps the files; later calls reject with `STOPPED` until `resume()`. */
+  stop(): Promise<void>
+  /** Brings a stopped sandbox back with the same files, env and workdir. */
+  resume(): Promise<void>
   /** Frees every engine resource; idempotent. In-flight and later calls reject with `CLOSED`. */
   close(): Promise<void>
   /** `close()`, so `await using sb = await DaggerSandbox.create()` frees it at scope end. */

@@ -100,6 +100,9 @@ class DaggerSandbox {
   get closed() {
     return this.#native.closed
   }
+  get stopped() {
+    return this.#native.stopped
+  }
 
   async exec(command, options) {
     checkObject('exec options', options, { known: EXEC_OPTIONS })
@@ -196,6 +199,12 @@ class DaggerSandbox {
   }
   async fork() {
     return new DaggerSandbox(kNative, await call(() => this.#native.fork()))
+  }
+  stop() {
+    return call(() => this.#native.stop())
+  }
+  resume() {
+    return call(() => this.#native.resume())
   }
   close() {
     return call(() => this.#native.close())

@@ -8,6 +8,7 @@ mod bench;
 mod cleanup;
 mod error;
 mod exec;
+mod lifecycle;
 mod options;
 mod sandbox;
 

@@ -18,10 +18,13 @@ pub mod quota;
 pub mod reaper;
 pub mod reconcile;
 pub mod sessions;
-pub mod state;
 pub mod templates;
 pub mod views;
 pub mod whole;
+
+/// The state directory shared by the daemon and its clients (moved below the server so library
+/// surfaces can find the daemon).
+pub use dagger_sandbox_daemon_client::state;
 
 use std::fs::File;
 use std::net::SocketAddr;

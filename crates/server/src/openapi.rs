@@ -263,6 +263,22 @@ pub fn document(templates: &[&str]) -> Value {
                     }), merge(session_errors(), engine_errors()))
                 }
             },
+            "/api/sandbox/{id}/attach": {
+                "parameters": [id_param()],
+                "post": {
+                    "operationId": "attachSession", "summary": "What a client needs to drive the sandbox from its own process",
+                    "description": "The session plus `config`, the sandbox config it was made with (env values left out; a container keeps them). Counts as a call: records activity and resumes a sandbox the idle timeout stopped. A sandbox a user stopped is 409 STOPPED; a dagger sandbox is 400.",
+                    "responses": merge(json!({
+                        "200": {"description": "the session and its config", "content": {"application/json": {"schema": {
+                            "allOf": [{"$ref": "#/components/schemas/Session"}],
+                            "type": "object", "required": ["config"],
+                            "properties": {"config": {"type": "object"}}
+                        }}}},
+                        "400": {"description": "a dagger sandbox cannot be attached", "content": error_ref()},
+                        "409": {"description": "the session has ended, or a user stopped its sandbox (STOPPED)", "content": error_ref()}
+                    }), merge(session_errors(), engine_errors()))
+                }
+            },
             "/api/sandbox/{id}/files": {
                 "parameters": [id_param(), path_query()],
                 "get": {

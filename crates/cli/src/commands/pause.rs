@@ -26,7 +26,7 @@ pub struct PauseArgs {
 pub async fn run(args: PauseArgs, action: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {
     let client = Client::connect(state_dir).await?;
     let doing = if action == "stop" { "pausing" } else { "resuming" };
-    let session = client.lifecycle(&args.id, action).await.with_context(|| format!("{doing} {}", args.id))?;
+    let session = client.session_post(&args.id, action).await.with_context(|| format!("{doing} {}", args.id))?;
     if args.json {
         output::print_json(&session)?;
     } else {

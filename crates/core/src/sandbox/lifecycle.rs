@@ -39,7 +39,12 @@ impl Sandbox {
         }
         // Marked first: a call that starts meanwhile gets `STOPPED`, not an engine error.
         self.inner.stopped.store(true, Ordering::Release);
-        if let Err(e) = self.inner.engine.stop().await {
+        // A connected handle asks the sandbox's owner, which keeps its records in step.
+        let stopped = match self.inner.owned.get() {
+            Some(o) => o.owner.stop().await,
+            None => self.inner.engine.stop().await,
+        };
+        if let Err(e) = stopped {
             self.inner.stopped.store(false, Ordering::Release);
             return Err(e);
         }
@@ -58,7 +63,10 @@ impl Sandbox {
         if !self.is_stopped() {
             return Ok(());
         }
-        self.inner.engine.resume().await?;
+        match self.inner.owned.get() {
+            Some(o) => o.owner.resume().await?,
+            None => self.inner.engine.resume().await?,
+        }
         self.inner.stopped.store(false, Ordering::Release);
         tracing::info!(sandbox = %self.inner.id, "sandbox resumed");
         Ok(())

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 mod ca;
 mod caches;
+mod connected;
 mod files;
 mod lifecycle;
 
+pub use connected::{Owner, OWNER_TOUCH_INTERVAL};
 pub use files::READ_FILE_LIMIT;
 
 use tokio::sync::mpsc;
@@ -51,6 +53,8 @@ struct Inner {
     stopped: std::sync::atomic::AtomicBool,
     /// Serializes stop and resume.
     lifecycle: tokio::sync::Mutex<()>,
+    /// The process that owns the sandbox, for a handle connected to it (`connected.rs`).
+    owned: std::sync::OnceLock<connected::Owned>,
 }
 
 impl Drop for Inner {
@@ -154,6 +158,7 @@ impl Sandbox {
                 warnings: Mutex::new(Vec::new()),
                 stopped: std::sync::atomic::AtomicBool::new(false),
                 lifecycle: tokio::sync::Mutex::new(()),
+                owned: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -230,6 +235,7 @@ impl Sandbox {
             return Err(self.closed_error());
         }
         self.check_running()?;
+        self.touch_owner().await?;
         tokio::select! {
             biased;
             _ = self.inner.closing.cancelled() => Err(self.closed_error()),
@@ -461,7 +467,10 @@ impl Sandbox {
         if *done {
             return Ok(());
         }
-        self.inner.engine.close().await?;
+        // A connected handle's sandbox belongs to its owner: only the handle closes.
+        if self.inner.owned.get().is_none() {
+            self.inner.engine.close().await?;
+        }
         *done = true;
         tracing::info!(sandbox = %self.inner.id, "sandbox closed");
         Ok(())

@@ -100,3 +100,12 @@ pub async fn stop_keeping(State(st): State<AppState>, Path(id): Path<String>) ->
 pub async fn resume(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
     Ok(Json(SessionView::from(&st.sessions.resume(&id).await?)))
 }
+
+/// `POST /api/sandbox/{id}/attach`: what a client needs to drive the sandbox itself (its engine
+/// resource and config); resumes one stopped for being idle.
+pub async fn attach(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let (s, config) = st.sessions.attach(&id).await?;
+    let mut v = serde_json::to_value(SessionView::from(&s)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    v["config"] = serde_json::to_value(&config).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(v))
+}

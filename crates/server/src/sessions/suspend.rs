@@ -166,6 +166,23 @@ impl Sessions {
         Ok(row)
     }
 
+    /// What another process needs to drive session `id` by itself (`POST .../attach`): the
+    /// session and the config its sandbox was made with (env values left out). Counts as a call:
+    /// records activity and resumes a sandbox the idle timeout stopped; `STOPPED` if a user did.
+    pub async fn attach(&self, id: &str) -> Result<(Session, dagger_sandbox::SandboxConfig), ApiError> {
+        let live = self.usable(id).await?;
+        if live.sandbox.backend() == dagger_sandbox::BackendKind::Dagger {
+            return Err(ApiError::BadRequest(
+                "a dagger sandbox cannot be driven from another process: its state lives in the daemon".into(),
+            ));
+        }
+        self.touch(id).await;
+        let s = self.get(id).await?;
+        let config = Sessions::config_of(&s)
+            .ok_or_else(|| ApiError::Internal(format!("session {id} keeps no sandbox config")))?;
+        Ok((s, config))
+    }
+
     /// Stops (keeping them) the sandboxes of active sessions with no call for `idle`; how many.
     /// Sessions with a call still running are left alone.
     pub async fn stop_idle_once(&self, idle: Duration) -> usize {
