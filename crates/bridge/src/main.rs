@@ -2,8 +2,8 @@
 //! Stdout carries protocol messages only; logs go to stderr. The protocol is in
 //! docs/bridge-protocol.md.
 
+mod durable;
 mod framing;
-mod lifecycle;
 mod methods;
 mod protocol;
 mod server;
