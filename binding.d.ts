@@ -28,15 +28,6 @@ export declare class NativeSandbox {
    * duration in microseconds.
    */
   benchReadFile(path: string, n: number): Promise<Array<number>>
-  /** Whether the sandbox is stopped (files kept, nothing running) until `resume()`. */
-  get stopped(): boolean
-  /**
-   * Frees the sandbox's CPU and memory and keeps its files; later calls reject with `STOPPED`
-   * until `resume()`. Idempotent.
-   */
-  stop(): Promise<void>
-  /** Brings a stopped sandbox back with the same files, env and workdir. Idempotent. */
-  resume(): Promise<void>
   /** Creates a sandbox; `options` defaults to the `auto` backend and the default image. */
   static create(options?: SandboxOptions | undefined | null): Promise<NativeSandbox>
   /** The sandbox id (`sbx-` and 12 hex digits), also a label on its engine resources. */
@@ -84,6 +75,30 @@ export declare class NativeSandbox {
   fork(): Promise<NativeSandbox>
   /** Frees every engine resource; idempotent. In-flight and later calls reject with `CLOSED`. */
   close(): Promise<void>
+  /**
+   * A handle on sandbox `id`, which the daemon of `stateDir` (default: the default state dir)
+   * owns. `options` applies to this handle only: `timeoutMs`, `restrictedPaths`,
+   * `outputCapBytes`, `env`.
+   */
+  static connect(id: string, options?: SandboxOptions | undefined | null, stateDir?: string | undefined | null): Promise<NativeSandbox>
+  /**
+   * Creates a sandbox through the daemon of `stateDir`, starting one when none runs; it
+   * outlives this process (until the daemon's TTL, `ttlSeconds`).
+   */
+  static createPersistent(options?: SandboxOptions | undefined | null, stateDir?: string | undefined | null, ttlSeconds?: number | undefined | null): Promise<NativeSandbox>
+  /** Whether the daemon owns this sandbox (a persistent or connected handle). */
+  get connected(): boolean
+  /** Frees the sandbox for good: the daemon deletes a connected one; otherwise `close()`. */
+  delete(): Promise<void>
+  /** Whether the sandbox is stopped (files kept, nothing running) until `resume()`. */
+  get stopped(): boolean
+  /**
+   * Frees the sandbox's CPU and memory and keeps its files; later calls reject with `STOPPED`
+   * until `resume()`. Idempotent.
+   */
+  stop(): Promise<void>
+  /** Brings a stopped sandbox back with the same files, env and workdir. Idempotent. */
+  resume(): Promise<void>
 }
 
 /**

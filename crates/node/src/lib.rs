@@ -8,9 +8,11 @@ mod bench;
 mod cleanup;
 mod error;
 mod exec;
-mod lifecycle;
 mod options;
 mod sandbox;
+// After `sandbox`: napi must parse the struct before these modules add methods to it.
+mod durable;
+mod lifecycle;
 
 pub use cleanup::{cleanup_orphans, CleanupReport};
 pub use exec::ExecCanceller;

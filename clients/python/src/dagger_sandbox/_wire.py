@@ -105,6 +105,16 @@ def create_params(config: Optional[Mapping[str, Any]], kwargs: Mapping[str, Any]
     return {_camel(k): v for k, v in {**(config or {}), **kwargs}.items()}
 
 
+def connect_params(sandbox_id: str, state_dir: Optional[str], handle: Mapping[str, Any]) -> dict[str, Any]:
+    """``sandbox/connect`` params: the id, the daemon's state dir, the handle's own settings."""
+    params: dict[str, Any] = {"sandboxId": sandbox_id}
+    if state_dir is not None:
+        params["stateDir"] = str(state_dir)
+    if handle:
+        params["config"] = {_camel(k): v for k, v in handle.items()}
+    return params
+
+
 def validate_params(
     project_dir: Any,
     install: Optional[str],
