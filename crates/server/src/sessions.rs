@@ -24,6 +24,7 @@ mod detached;
 mod engine_watch;
 mod pools;
 mod secrets;
+mod service_output;
 mod suspend;
 mod takeback;
 pub use suspend::StopCause;
@@ -62,6 +63,8 @@ pub struct Live {
     stopping: AtomicBool,
     /// Stop, resume and the state kept for them (`suspend.rs`).
     pause: suspend::PauseState,
+    /// How far the service's output record has been read (`service_output.rs`).
+    record: service_output::RecordOffsets,
 }
 
 impl Live {
@@ -72,6 +75,7 @@ impl Live {
             logs,
             stopping: AtomicBool::new(false),
             pause: Default::default(),
+            record: Default::default(),
         })
     }
 
@@ -394,24 +398,34 @@ impl Sessions {
         }
     }
 
-    /// Starts `command` as the session's service, its output going to the session log.
+    /// Starts `command` as the session's service, its output going to a record in the sandbox
+    /// that is followed into the session log (so it survives the daemon, `service_output.rs`).
     async fn start_service(&self, live: &Arc<Live>, command: &str) -> Result<Service, ApiError> {
-        let (tx, mut rx) = mpsc::channel::<OutputChunk>(256);
-        let logs = live.logs.clone();
-        tokio::spawn(async move {
-            let mut split = LineSplitter::default();
-            while let Some(c) = rx.recv().await {
-                split.chunk(&logs, &c);
-            }
-            split.flush(&logs);
-        });
         live.logs.system(format!("$ {command}"));
-        let opts = dagger_sandbox::ServeOptions::new().ready_timeout(self.ready_timeout).output(tx);
-        match live.sandbox.serve(command, opts).await {
-            Ok(s) => Ok(s),
+        let opts = dagger_sandbox::ServeOptions::new().ready_timeout(self.ready_timeout);
+        let wrapped = service_output::recorded(&live.sandbox, command);
+        match live.sandbox.serve(&wrapped, opts).await {
+            Ok(s) => {
+                service_output::follow(live, false);
+                Ok(s)
+            }
             Err(e) => {
+                let tail = service_output::failure_tail(&live.sandbox).await;
+                for line in tail.lines() {
+                    live.logs.push("stderr", format!("{line}\n"));
+                }
                 live.logs.system(format!("service failed: {e}"));
-                Err(e.into())
+                Err(match e {
+                    dagger_sandbox::Error::Engine { sandbox, op, message } if !tail.is_empty() => {
+                        let op = op.replace(&wrapped, command);
+                        ApiError::from(dagger_sandbox::Error::Engine {
+                            sandbox,
+                            op,
+                            message: format!("{message}; its stderr ends with: {tail}"),
+                        })
+                    }
+                    e => e.into(),
+                })
             }
         }
     }

@@ -169,7 +169,7 @@ impl Sessions {
     pub async fn adopt(self: &Arc<Self>, s: &Session, sandbox: Sandbox) -> Result<(), ApiError> {
         let meta = Meta::of(s);
         let logs = Arc::new(LogBuffer::new());
-        logs.system("daemon restarted: the session was taken back; earlier output is not available");
+        logs.system("daemon restarted: the session was taken back; earlier output of commands is not available");
         if sandbox.backend() == BackendKind::Local && !meta.env_names.is_empty() {
             // The values were never written down (a container keeps them; a directory does not).
             logs.system(format!(
@@ -187,7 +187,8 @@ impl Sessions {
                 answering &= dagger_sandbox::engines::serves_on_loopback(p.host_port).await;
             }
             if answering {
-                live.logs.system("the service is still running; its output after the restart is not captured");
+                live.logs.system("the service is still running; its output is read again from its record");
+                super::service_output::follow(&live, true);
             } else {
                 let service = self.start_service(&live, cmd).await?;
                 *live.service.lock().unwrap_or_else(|p| p.into_inner()) = Some(service);
