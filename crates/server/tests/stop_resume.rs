@@ -158,3 +158,52 @@ async fn a_stopped_service_session_starts_its_service_again_on_resume() {
     assert_eq!(body, "served\n");
     d.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connected_handle_keeps_its_session_from_the_idle_timeout_and_stops_it_through_the_daemon() {
+    use dagger_sandbox::{ErrorCode, ExecOptions, SandboxConfig};
+    let (_cleanup, dir) = state_dir();
+    let d = Daemon::start_with(dir.path(), |o| {
+        o.reap_interval = REAP;
+        o.idle_stop = Some(Duration::from_secs(2));
+    })
+    .await;
+    let s = d.create(json!({})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let state = d.server.state_dir.clone();
+    let sb = dagger_sandbox_daemon_client::connect(Some(&state), &id, SandboxConfig::new()).await.unwrap();
+    assert!(sb.is_connected());
+    // A call through the handle that outlasts the idle timeout: the daemon does not see it, but
+    // the handle tells it the sandbox is in use.
+    let r = sb.exec("sleep 5; echo still-running", ExecOptions::new()).await.unwrap();
+    assert_eq!(r.stdout, "still-running\n", "{r:?}");
+    let (_, v) = d.call(Method::GET, &format!("/api/sandbox/{id}"), None).await;
+    assert_eq!(v["status"], "active", "{v}");
+
+    // Stop and resume through the handle go to the daemon, which records them.
+    sb.stop().await.unwrap();
+    let (_, v) = d.call(Method::GET, &format!("/api/sandbox/{id}"), None).await;
+    assert_eq!((v["status"].as_str(), v["stoppedBy"].as_str()), (Some("stopped"), Some("user")), "{v}");
+    let e = sb.exec("true", ExecOptions::new()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Stopped);
+    sb.resume().await.unwrap();
+    assert_eq!(sb.exec("echo back", ExecOptions::new()).await.unwrap().stdout, "back\n");
+
+    // Left alone, it is stopped for being idle; the handle's next call resumes it.
+    let stopped = eventually(Duration::from_secs(20), || async {
+        let (_, v) = d.call(Method::GET, &format!("/api/sandbox/{id}"), None).await;
+        v["stoppedBy"] == "idle"
+    })
+    .await;
+    assert!(stopped);
+    assert_eq!(sb.exec("echo resumed", ExecOptions::new()).await.unwrap().stdout, "resumed\n");
+    // Closing the handle leaves the session; delete ends it.
+    sb.close().await.unwrap();
+    let (_, v) = d.call(Method::GET, &format!("/api/sandbox/{id}"), None).await;
+    assert_eq!(v["status"], "active", "{v}");
+    let again = dagger_sandbox_daemon_client::connect(Some(&state), &id, SandboxConfig::new()).await.unwrap();
+    again.delete().await.unwrap();
+    let (_, v) = d.call(Method::GET, &format!("/api/sandbox/{id}"), None).await;
+    assert_eq!((v["status"].as_str(), v["endedReason"].as_str()), (Some("terminated"), Some("stopped")), "{v}");
+    d.server.shutdown().await;
+}

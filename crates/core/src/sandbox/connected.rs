@@ -30,6 +30,15 @@ pub trait Owner: Send + Sync {
     async fn delete(&self) -> Result<()>;
 }
 
+/// Ends a [`Sandbox::keep_alive`] task when dropped.
+pub(super) struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What a connected handle keeps about its owner.
 pub(super) struct Owned {
     pub(super) owner: Arc<dyn Owner>,
@@ -79,6 +88,22 @@ impl Sandbox {
             }
         }
         self.close().await
+    }
+
+    /// While the returned guard lives (a long exec), tells the owner every
+    /// [`OWNER_TOUCH_INTERVAL`] that the handle is in use, so an idle timeout never stops the
+    /// sandbox under a call it does not see. `None` for a sandbox this process owns.
+    pub(super) fn keep_alive(&self) -> Option<KeepAlive> {
+        let owner = self.inner.owned.get()?.owner.clone();
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        Some(KeepAlive(rt.spawn(async move {
+            loop {
+                tokio::time::sleep(OWNER_TOUCH_INTERVAL).await;
+                if let Err(e) = owner.touch().await {
+                    tracing::debug!("telling the owner a call is running failed: {e}");
+                }
+            }
+        })))
     }
 
     /// Tells the owner the handle is in use, at most every [`OWNER_TOUCH_INTERVAL`]: the owner

@@ -315,6 +315,8 @@ impl Sandbox {
         };
         let started = std::time::Instant::now();
         let kind = self.inner.engine.kind();
+        // A connected handle tells the sandbox's owner a long call is running.
+        let _alive = self.keep_alive();
         let run = self.guard(self.inner.engine.start_exec(spec)).await.inspect_err(|_| {
             metrics::record_exec(kind, false, started.elapsed().as_millis() as u64);
         })?;
