@@ -43,7 +43,12 @@ impl Owner for DaemonOwner {
     }
 
     async fn touch(&self) -> dagger_sandbox::Result<()> {
-        self.post("attach").await.map(drop)
+        let v = self.post("attach").await?;
+        // A sandbox a user stopped stays stopped until someone resumes it.
+        if v["status"] == "stopped" {
+            return Err(Error::Stopped { sandbox: self.id.clone() });
+        }
+        Ok(())
     }
 }
 
@@ -71,8 +76,9 @@ fn state_dir_or_default(state_dir: Option<&Path>) -> PathBuf {
 /// A handle on sandbox `id`, which the daemon of `state_dir` (default: the default state dir)
 /// owns, starting the daemon when none runs. `handle` gives what applies to this handle only:
 /// `timeoutMs`, `restrictedPaths`, `outputCapBytes` and extra `env`; everything else (engine,
-/// image, workdir, limits) is the sandbox's own. A sandbox a user stopped is `STOPPED` (resume
-/// it); one the daemon stopped for being idle is resumed. `close` frees only the handle;
+/// image, workdir, limits) is the sandbox's own. A sandbox a user stopped comes back as a stopped
+/// handle (calls are `STOPPED` until `resume`); one the daemon stopped for being idle is resumed.
+/// `close` frees only the handle;
 /// [`Sandbox::delete`] deletes the sandbox.
 pub async fn connect(state_dir: Option<&Path>, id: &str, handle: SandboxConfig) -> dagger_sandbox::Result<Sandbox> {
     let client = Client::connect(&state_dir_or_default(state_dir)).await.map_err(|e| to_core(id, e))?;
@@ -95,8 +101,9 @@ async fn attach(client: Client, id: &str, handle: SandboxConfig) -> dagger_sandb
     }
     cfg.restricted_paths.extend(handle.restricted_paths);
     cfg.env.extend(handle.env);
+    let stopped = v["status"] == "stopped";
     let owner = Arc::new(DaemonOwner { client, id: id.to_string() });
-    Sandbox::connect_owned(cfg, id, &resource, owner).await
+    Sandbox::connect_owned(cfg, id, &resource, owner, stopped).await
 }
 
 /// Creates a sandbox through the daemon of `state_dir` (default: the default state dir),

@@ -267,7 +267,7 @@ pub fn document(templates: &[&str]) -> Value {
                 "parameters": [id_param()],
                 "post": {
                     "operationId": "attachSession", "summary": "What a client needs to drive the sandbox from its own process",
-                    "description": "The session plus `config`, the sandbox config it was made with (env values left out; a container keeps them). Counts as a call: records activity and resumes a sandbox the idle timeout stopped. A sandbox a user stopped is 409 STOPPED; a dagger sandbox is 400.",
+                    "description": "The session plus `config`, the sandbox config it was made with (env values left out; a container keeps them). Counts as a call: records activity and resumes a sandbox the idle timeout stopped; one a user stopped is answered with `status: stopped` (resume it to use it). A dagger sandbox is 400.",
                     "responses": merge(json!({
                         "200": {"description": "the session and its config", "content": {"application/json": {"schema": {
                             "allOf": [{"$ref": "#/components/schemas/Session"}],
@@ -275,7 +275,7 @@ pub fn document(templates: &[&str]) -> Value {
                             "properties": {"config": {"type": "object"}}
                         }}}},
                         "400": {"description": "a dagger sandbox cannot be attached", "content": error_ref()},
-                        "409": {"description": "the session has ended, or a user stopped its sandbox (STOPPED)", "content": error_ref()}
+                        "409": {"description": "the session has ended", "content": error_ref()}
                     }), merge(session_errors(), engine_errors()))
                 }
             },

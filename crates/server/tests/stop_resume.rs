@@ -186,6 +186,14 @@ async fn a_connected_handle_keeps_its_session_from_the_idle_timeout_and_stops_it
     assert_eq!((v["status"].as_str(), v["stoppedBy"].as_str()), (Some("stopped"), Some("user")), "{v}");
     let e = sb.exec("true", ExecOptions::new()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::Stopped);
+    // Another process connecting meanwhile gets a stopped handle, which it may resume.
+    let other = dagger_sandbox_daemon_client::connect(Some(&state), &id, SandboxConfig::new()).await.unwrap();
+    assert!(other.is_stopped());
+    assert_eq!(other.exec("true", ExecOptions::new()).await.unwrap_err().code(), ErrorCode::Stopped);
+    other.resume().await.unwrap();
+    assert_eq!(other.exec("echo other", ExecOptions::new()).await.unwrap().stdout, "other\n");
+    other.close().await.unwrap();
+    // The first handle still thinks it is stopped; its resume is a no-op at the daemon.
     sb.resume().await.unwrap();
     assert_eq!(sb.exec("echo back", ExecOptions::new()).await.unwrap().stdout, "back\n");
 

@@ -47,18 +47,25 @@ pub(super) struct Owned {
 
 impl Sandbox {
     /// A handle on sandbox `id` that another process owns (see [`Owner`]), from the resource id
-    /// and config the owner reports. Calls drive the engine directly; `stop`, `resume` and
-    /// [`delete`](Self::delete) go to the owner, and `close` (or dropping every handle) frees only
-    /// this handle. `NOT_FOUND` when the resource is gone or does not run.
+    /// and config the owner reports, and whether the owner holds it `stopped` (the handle then
+    /// starts stopped: calls are `STOPPED` until [`resume`](Self::resume)). Calls drive the engine
+    /// directly; `stop`, `resume` and [`delete`](Self::delete) go to the owner, and `close` (or
+    /// dropping every handle) frees only this handle. `NOT_FOUND` when the resource is gone (or,
+    /// not `stopped`, does not run).
     pub async fn connect_owned(
         config: SandboxConfig,
         id: &str,
         resource_id: &str,
         owner: Arc<dyn Owner>,
+        stopped: bool,
     ) -> Result<Sandbox> {
         let cfg = config.resolve()?;
         super::check_id(id)?;
-        let (engine, mut env) = backend::reattach(&cfg, id, resource_id).await?;
+        let (engine, mut env) = if stopped {
+            backend::reattach_any(&cfg, id, resource_id).await?
+        } else {
+            backend::reattach(&cfg, id, resource_id).await?
+        };
         env.extend(cfg.env.clone());
         let state = State { workdir: cfg.workdir.clone(), env };
         let has_ca = cfg.ca.is_some();
@@ -68,6 +75,7 @@ impl Sandbox {
         }
         sb.set_cache_env(&mut Vec::new());
         sb.detach();
+        sb.inner.stopped.store(stopped, std::sync::atomic::Ordering::Release);
         let owned = Owned { owner, last_touch: std::sync::Mutex::new(Some(Instant::now())) };
         let _ = sb.inner.owned.set(owned);
         tracing::info!(sandbox = id, resource = resource_id, "connected to a sandbox another process owns");

@@ -168,9 +168,14 @@ impl Sessions {
 
     /// What another process needs to drive session `id` by itself (`POST .../attach`): the
     /// session and the config its sandbox was made with (env values left out). Counts as a call:
-    /// records activity and resumes a sandbox the idle timeout stopped; `STOPPED` if a user did.
+    /// records activity and resumes a sandbox the idle timeout stopped; one a user stopped is
+    /// answered as it is (`stopped`), for the caller to resume when it wants.
     pub async fn attach(&self, id: &str) -> Result<(Session, dagger_sandbox::SandboxConfig), ApiError> {
-        let live = self.usable(id).await?;
+        let live = self.held(id).await?;
+        let live = match self.running(live.clone()).await {
+            Err(ApiError::Sandbox(dagger_sandbox::Error::Stopped { .. })) => live,
+            other => other?,
+        };
         if live.sandbox.backend() == dagger_sandbox::BackendKind::Dagger {
             return Err(ApiError::BadRequest(
                 "a dagger sandbox cannot be driven from another process: its state lives in the daemon".into(),
