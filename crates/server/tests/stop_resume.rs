@@ -215,3 +215,23 @@ async fn a_connected_handle_keeps_its_session_from_the_idle_timeout_and_stops_it
     assert_eq!((v["status"].as_str(), v["endedReason"].as_str()), (Some("terminated"), Some("stopped")), "{v}");
     d.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_ttl_still_deletes_a_stopped_session_and_its_container() {
+    let (_cleanup, dir) = state_dir();
+    let d = Daemon::start(dir.path(), REAP).await;
+    let s = d.create(json!({})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let container = s["containerId"].as_str().unwrap().to_string();
+    let (st, _) = d.call(Method::POST, &format!("/api/sandbox/{id}/stop"), None).await;
+    assert_eq!(st, 200);
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let key = id.clone();
+    let change = dagger_sandbox_store::SessionUpdate { expires_at: Some(past), ..Default::default() };
+    d.server.sessions().db(move |st| st.update(&key, &change)).await.unwrap();
+    assert_eq!(dagger_sandbox_server::reaper::reap_once(d.server.sessions()).await, 1);
+    let (_, v) = d.call(Method::GET, &format!("/api/sandbox/{id}"), None).await;
+    assert_eq!((v["status"].as_str(), v["endedReason"].as_str()), (Some("terminated"), Some("expired")), "{v}");
+    assert!(!container_exists(&container).await, "the stopped container was removed");
+    d.server.shutdown().await;
+}
