@@ -82,6 +82,30 @@ export declare class NativeSandbox {
   snapshot(name?: string | undefined | null): Promise<SnapshotInfo>
   /** A new sandbox from the snapshot `reference` (id or name); `options` without image or template. */
   static fromSnapshot(reference: string, options?: SandboxOptions | undefined | null): Promise<NativeSandbox>
+  /**
+   * A handle on sandbox `id`, which the daemon of `stateDir` (default: the default state dir)
+   * owns. `options` applies to this handle only: `timeoutMs`, `restrictedPaths`,
+   * `outputCapBytes`, `env`.
+   */
+  static connect(id: string, options?: SandboxOptions | undefined | null, stateDir?: string | undefined | null): Promise<NativeSandbox>
+  /**
+   * Creates a sandbox through the daemon of `stateDir`, starting one when none runs; it
+   * outlives this process (until the daemon's TTL, `ttlSeconds`).
+   */
+  static createPersistent(options?: SandboxOptions | undefined | null, stateDir?: string | undefined | null, ttlSeconds?: number | undefined | null): Promise<NativeSandbox>
+  /** Whether the daemon owns this sandbox (a persistent or connected handle). */
+  get connected(): boolean
+  /** Frees the sandbox for good: the daemon deletes a connected one; otherwise `close()`. */
+  delete(): Promise<void>
+  /** Whether the sandbox is stopped (files kept, nothing running) until `resume()`. */
+  get stopped(): boolean
+  /**
+   * Frees the sandbox's CPU and memory and keeps its files; later calls reject with `STOPPED`
+   * until `resume()`. Idempotent.
+   */
+  stop(): Promise<void>
+  /** Brings a stopped sandbox back with the same files, env and workdir. Idempotent. */
+  resume(): Promise<void>
 }
 
 /**

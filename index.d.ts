@@ -27,6 +27,31 @@ export type SandboxErrorCode =
   | 'ENGINE_ERROR'
   | 'IO_ERROR'
   | 'TOO_LARGE'
+  | 'STOPPED'
+
+/** `create()` options for a sandbox the daemon owns. */
+export interface PersistentOptions {
+  /** Create it through the daemon (started when none runs), so it outlives this process. */
+  persistent?: boolean
+  /** The daemon's state dir (default `$DAGGER_SANDBOX_STATE_DIR`, then `~/.local/state/dagger-sandbox`). */
+  stateDir?: string
+  /** The session's lifetime in the daemon (default one hour). */
+  ttlSeconds?: number
+}
+
+/** `connect()` options: where the daemon is, and settings of this handle only. */
+export interface ConnectOptions {
+  /** The daemon's state dir (default as for `persistent`). */
+  stateDir?: string
+  /** Default exec timeout of this handle. */
+  timeoutMs?: number
+  /** Restricted paths enforced by this handle (added to the sandbox's own). */
+  restrictedPaths?: string[]
+  /** Output cap of this handle's execs. */
+  outputCapBytes?: number
+  /** Extra env for this handle's execs. */
+  env?: Record<string, string>
+}
 
 /** Every rejection of this package: an `Error` with the core's stable `code`. */
 export declare class SandboxError extends Error {
@@ -64,8 +89,17 @@ export interface RefreshOptions {
  */
 export declare class DaggerSandbox implements AsyncDisposable {
   private constructor()
-  /** Creates a sandbox; by default the `auto` backend and the `node:20-alpine3.22` image. */
-  static create(options?: SandboxOptions): Promise<DaggerSandbox>
+  /**
+   * Creates a sandbox; by default the `auto` backend and the `node:20-alpine3.22` image. With
+   * `persistent: true` the daemon creates it (started when none runs), so it outlives this
+   * process; reach it again with `DaggerSandbox.connect(id)`.
+   */
+  static create(options?: SandboxOptions & PersistentOptions): Promise<DaggerSandbox>
+  /**
+   * A handle on a sandbox the daemon owns, by id, from any process. `close()` frees only the
+   * handle; `close({ delete: true })` deletes the sandbox.
+   */
+  static connect(id: string, options?: ConnectOptions): Promise<DaggerSandbox>
   /**
    * A new sandbox with the files, env and workdir of a snapshot (its id or name), on the snapshot's
    * backend. `options` gives the rest (no `image` or `template`; `backend` unset or the snapshot's);
@@ -88,6 +122,10 @@ export declare class DaggerSandbox implements AsyncDisposable {
   readonly workdir: string
   /** Whether `close()` has been called. */
   readonly closed: boolean
+  /** Whether the sandbox is stopped (files kept, nothing running) until `resume()`. */
+  readonly stopped: boolean
+  /** Whether the daemon owns it (persistent or connected): `close()` then frees only the handle. */
+  readonly connected: boolean
   /** Runs `sh -c command` in the workdir; a non-zero exit is a result, not an error. */
   exec(command: string, options?: ExecOptions): Promise<ExecResult>
   /** Writes one file (text as UTF-8, or bytes), creating parent directories. */
@@ -124,8 +162,15 @@ export declare class DaggerSandbox implements AsyncDisposable {
    * sandbox and this process until `DaggerSandbox.deleteSnapshot`.
    */
   snapshot(name?: string): Promise<SnapshotInfo>
-  /** Frees every engine resource; idempotent. In-flight and later calls reject with `CLOSED`. */
-  close(): Promise<void>
+  /** Frees CPU and memory, keeps the files; later calls reject with `STOPPED` until `resume()`. */
+  stop(): Promise<void>
+  /** Brings a stopped sandbox back with the same files, env and workdir. */
+  resume(): Promise<void>
+  /**
+   * Frees every engine resource; idempotent. In-flight and later calls reject with `CLOSED`. On a
+   * sandbox the daemon owns it frees only this handle, unless `{ delete: true }`.
+   */
+  close(options?: { delete?: boolean }): Promise<void>
   /** `close()`, so `await using sb = await DaggerSandbox.create()` frees it at scope end. */
   [Symbol.asyncDispose](): Promise<void>
 }

@@ -56,6 +56,9 @@ const SANDBOX_OPTIONS = [
   'backend', 'image', 'template', 'workdir', 'timeoutMs', 'env', 'envPassthrough', 'restrictedPaths', 'network',
   'memoryMb', 'pidsLimit', 'outputCapBytes', 'fallback', 'labels', 'caCertificates', 'caches',
 ]
+// Options of a sandbox the daemon owns: made through it (`persistent`), and where its daemon is.
+const DAEMON_OPTIONS = ['persistent', 'stateDir', 'ttlSeconds']
+const CONNECT_OPTIONS = ['stateDir', 'timeoutMs', 'restrictedPaths', 'outputCapBytes', 'env']
 const EXEC_OPTIONS = ['env', 'cwd', 'timeoutMs', 'stdin', 'signal', 'onStdout', 'onStderr']
 
 /** Refuses a `what` that is not a plain object (absent is fine unless `required`) or has unknown keys. */
@@ -88,8 +91,25 @@ class DaggerSandbox {
   }
 
   static async create(options) {
-    checkObject('options', options, { known: SANDBOX_OPTIONS })
-    return new DaggerSandbox(kNative, await call(() => NativeSandbox.create(options)))
+    checkObject('options', options, { known: [...SANDBOX_OPTIONS, ...DAEMON_OPTIONS] })
+    const { persistent, stateDir, ttlSeconds, ...rest } = options ?? {}
+    if (persistent !== undefined && typeof persistent !== 'boolean') {
+      throw new SandboxError('INVALID_ARGUMENT', 'invalid argument: persistent must be a boolean')
+    }
+    if (!persistent) {
+      if (stateDir !== undefined || ttlSeconds !== undefined) {
+        throw new SandboxError('INVALID_ARGUMENT', 'invalid argument: stateDir and ttlSeconds need persistent: true')
+      }
+      return new DaggerSandbox(kNative, await call(() => NativeSandbox.create(rest)))
+    }
+    return new DaggerSandbox(kNative, await call(() => NativeSandbox.createPersistent(rest, stateDir, ttlSeconds)))
+  }
+
+  static async connect(id, options) {
+    if (typeof id !== 'string') throw new SandboxError('INVALID_ARGUMENT', 'invalid argument: id must be a string')
+    checkObject('connect options', options, { known: CONNECT_OPTIONS })
+    const { stateDir, ...rest } = options ?? {}
+    return new DaggerSandbox(kNative, await call(() => NativeSandbox.connect(id, rest, stateDir)))
   }
 
   static async fromSnapshot(reference, options) {
@@ -123,6 +143,12 @@ class DaggerSandbox {
   }
   get closed() {
     return this.#native.closed
+  }
+  get stopped() {
+    return this.#native.stopped
+  }
+  get connected() {
+    return this.#native.connected
   }
 
   async exec(command, options) {
@@ -224,7 +250,15 @@ class DaggerSandbox {
   snapshot(name) {
     return call(() => this.#native.snapshot(name))
   }
-  close() {
+  stop() {
+    return call(() => this.#native.stop())
+  }
+  resume() {
+    return call(() => this.#native.resume())
+  }
+  close(options) {
+    checkObject('close options', options, { known: ['delete'] })
+    if (options?.delete) return call(() => this.#native.delete())
     return call(() => this.#native.close())
   }
   [Symbol.asyncDispose]() {

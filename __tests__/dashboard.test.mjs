@@ -279,6 +279,23 @@ describe('dashboard in a real browser', { skip }, () => {
     await page.setViewportSize({ width: 1280, height: 800 })
   })
 
+  it('pauses a sandbox (shown stopped, files kept) and resumes it with the Resume button', async () => {
+    const row = page.locator(`tr[data-id="${second}"]`)
+    await row.getByRole('button', { name: `Pause ${second}` }).click()
+    await row.locator('.badge', { hasText: 'stopped (user)' }).waitFor({ timeout: CREATE_MS })
+    assert.equal(await row.getByRole('button', { name: `Pause ${second}` }).isVisible(), false)
+    let s = (await apiList()).find((x) => x.id === second)
+    assert.deepEqual([s.status, s.stoppedBy], ['stopped', 'user'])
+    const running = execFileSync('docker', ['inspect', '-f', '{{.State.Running}}', s.containerId], { encoding: 'utf8' })
+    assert.equal(running.trim(), 'false', 'the container is stopped, not removed')
+    await page.locator('#sandboxes-heading').scrollIntoViewIfNeeded()
+    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-stopped.png') })
+    await row.getByRole('button', { name: `Resume ${second}` }).click()
+    await row.locator('.badge', { hasText: 'active' }).waitFor({ timeout: CREATE_MS })
+    s = (await apiList()).find((x) => x.id === second)
+    assert.deepEqual([s.status, s.stoppedBy], ['active', null])
+  })
+
   it('stops one sandbox from the keyboard, and it leaves the list', async () => {
     const stop = page.getByRole('button', { name: `Stop ${first}` })
     await stop.focus()

@@ -21,6 +21,7 @@ const (
 	CodeCancelled         = "CANCELLED"
 	CodeEngineError       = "ENGINE_ERROR"
 	CodeIOError           = "IO_ERROR"
+	CodeStopped           = "STOPPED"
 )
 
 // Codes of what went wrong with the bridge process itself; these never come from the bridge.
@@ -130,6 +131,8 @@ var (
 	ErrEngineError error = &sentinel{CodeEngineError}
 	// ErrIOError: a host-side read or write failed.
 	ErrIOError error = &sentinel{CodeIOError}
+	// ErrStopped: the sandbox is stopped (files kept, nothing running); Resume it first.
+	ErrStopped error = &sentinel{CodeStopped}
 	// ErrBridgeNotFound: no bridge binary was found.
 	ErrBridgeNotFound error = &sentinel{CodeBridgeNotFound}
 	// ErrBridgeStart: the bridge could not be started or initialized.

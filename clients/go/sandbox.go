@@ -36,6 +36,10 @@ type Config struct {
 	// Settings are further keys of the sandbox config, as docs/configuration.md spells them
 	// ("network": true, "memoryMb": 4096, "restrictedPaths": [...], "env": {...}, ...).
 	Settings map[string]any
+	// Persistent creates the sandbox through the daemon (started when none runs), so it outlives
+	// this program; reach it again with Connect. Close then frees only the handle (Delete deletes).
+	// Settings "stateDir" and "ttlSeconds" go to the daemon.
+	Persistent bool
 }
 
 // DaggerSandbox is one isolated sandbox. Its methods are safe for concurrent use.
@@ -100,6 +104,9 @@ func (c *Client) newSandbox(ctx context.Context, cfg Config) (*DaggerSandbox, er
 	params["backend"] = cfg.Backend
 	params["image"] = cfg.Image
 	params["timeoutMs"] = cfg.ExecuteTimeout * 1000
+	if cfg.Persistent {
+		params["persistent"] = true
+	}
 	var info SandboxInfo
 	if err := c.call(ctx, "sandbox/create", params, &info); err != nil {
 		return nil, err

@@ -44,6 +44,7 @@ DOC_CODES = [
     "CANCELLED",
     "ENGINE_ERROR",
     "IO_ERROR",
+    "STOPPED",
 ]
 
 

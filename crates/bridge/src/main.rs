@@ -2,6 +2,7 @@
 //! Stdout carries protocol messages only; logs go to stderr. The protocol is in
 //! docs/bridge-protocol.md.
 
+mod durable;
 mod framing;
 mod methods;
 mod protocol;

@@ -175,7 +175,7 @@ pub fn exec_result_json(r: &ExecResult, exec_id: Option<&str>) -> Value {
     v
 }
 
-/// A sandbox as `sandbox/create` answers it.
+/// The result of `sandbox/create`, `fork` and `connect`.
 pub(crate) fn sandbox_json(sb: &Sandbox) -> Value {
     json!({
         "sandboxId": sb.id(),
@@ -241,6 +241,10 @@ pub async fn call(
     let cancelled = || Error::Cancelled { sandbox: String::new(), op: method.to_string() };
     match method {
         "sandbox/create" => {
+            let mut p = p;
+            if let Some(r) = crate::durable::create_persistent(server, &mut p, &cancel).await {
+                return r;
+            }
             let cfg: SandboxConfig = params(p)?;
             let sb = Sandbox::create(cfg).await?;
             Ok(sandbox_json(&server.adopt(sb, &cancel).await?))
@@ -251,6 +255,7 @@ pub async fn call(
             Ok(sandbox_json(&server.adopt(sb, &cancel).await?))
         }
         "sandbox/exec" => exec(server, request_id, p, cancel).await,
+        "sandbox/connect" => crate::durable::connect(server, p, &cancel).await,
         "project/validate" => validate(p, cancel).await,
         // Takes and restores are never dropped half-way, like creates; the rest are quick reads.
         m if crate::snapshots::handles(m) => crate::snapshots::call(server, m, p, &cancel).await,
@@ -352,16 +357,14 @@ async fn simple(server: &Arc<Server>, method: &str, p: Value) -> Result<Value, R
             server.sandbox(&r.sandbox_id)?.refresh_from_host(&r.host_path, &r.container_path, opts).await?;
             Ok(json!({}))
         }
-        "sandbox/close" => {
-            let r: SandboxRef = params(p)?;
-            server.sandbox(&r.sandbox_id)?.close().await?;
-            Ok(json!({}))
-        }
-        other => Err(RpcError {
-            code: crate::protocol::codes::METHOD_NOT_FOUND,
-            message: format!("method not found: {other}"),
-            data: Some(json!({"method": other})),
-        }),
+        other => match crate::durable::call(server, other, p).await {
+            Some(r) => r,
+            None => Err(RpcError {
+                code: crate::protocol::codes::METHOD_NOT_FOUND,
+                message: format!("method not found: {other}"),
+                data: Some(json!({"method": other})),
+            }),
+        },
     }
 }
 

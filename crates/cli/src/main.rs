@@ -44,6 +44,10 @@ enum Cmd {
     Clean(JsonFlag),
     /// Take, list and delete snapshots of sessions (create --from-snapshot starts from one)
     Snapshot(commands::snapshot::SnapshotArgs),
+    /// Stop a session's sandbox but keep it: files kept, nothing running, until `resume`
+    Pause(commands::pause::PauseArgs),
+    /// Start a paused (stopped) session's sandbox again, with the same files, env and workdir
+    Resume(commands::pause::PauseArgs),
     /// Check the engines, the state dir and the daemon
     Doctor(JsonFlag),
     /// Copy a project into a fresh sandbox, install and test it, print a verdict (no daemon needed)
@@ -88,6 +92,8 @@ fn main() -> ExitCode {
             Cmd::Stop(a) => commands::stop::run(a, &state_dir).await,
             Cmd::Clean(a) => commands::clean::run(a.json, &state_dir).await,
             Cmd::Snapshot(a) => commands::snapshot::run(a, &state_dir).await,
+            Cmd::Pause(a) => commands::pause::run(a, "stop", &state_dir).await,
+            Cmd::Resume(a) => commands::pause::run(a, "resume", &state_dir).await,
             Cmd::Doctor(a) => commands::doctor::run(a.json, &state_dir).await,
             Cmd::Validate(a) => validate::run(a, &state_dir).await,
             Cmd::Mcp(a) => commands::mcp::run(a).await,

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     IoError,
     /// A file, listing or upload is larger than the documented limit of the call.
     TooLarge,
+    /// The sandbox is stopped (its files kept, nothing running); resume it first.
+    Stopped,
 }
 
 impl ErrorCode {
@@ -47,11 +49,12 @@ impl ErrorCode {
             ErrorCode::EngineError => "ENGINE_ERROR",
             ErrorCode::IoError => "IO_ERROR",
             ErrorCode::TooLarge => "TOO_LARGE",
+            ErrorCode::Stopped => "STOPPED",
         }
     }
 
     /// Every code, for tables in docs and bindings.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::EngineUnavailable,
         ErrorCode::Timeout,
         ErrorCode::NotFound,
@@ -63,6 +66,7 @@ impl ErrorCode {
         ErrorCode::EngineError,
         ErrorCode::IoError,
         ErrorCode::TooLarge,
+        ErrorCode::Stopped,
     ];
 }
 
@@ -137,6 +141,12 @@ pub enum Error {
         /// The sandbox id.
         sandbox: String,
     },
+    /// The sandbox is stopped: its files are kept but nothing runs until it is resumed.
+    #[error("sandbox {sandbox} is stopped (its files are kept); resume it before calling it again")]
+    Stopped {
+        /// The sandbox id.
+        sandbox: String,
+    },
     /// The caller cancelled the operation; a running command was killed.
     #[error("sandbox {sandbox}: {op} was cancelled")]
     Cancelled {
@@ -195,6 +205,7 @@ impl Error {
             Error::Engine { .. } => ErrorCode::EngineError,
             Error::Io { .. } => ErrorCode::IoError,
             Error::TooLarge { .. } => ErrorCode::TooLarge,
+            Error::Stopped { .. } => ErrorCode::Stopped,
         }
     }
 

@@ -56,7 +56,7 @@ pub use owner::{
 };
 pub use paths::SandboxPath;
 pub use pool::Pool;
-pub use sandbox::{ExecStream, Sandbox, READ_FILE_LIMIT};
+pub use sandbox::{ExecStream, Owner, Sandbox, OWNER_TOUCH_INTERVAL, READ_FILE_LIMIT};
 pub use service::{ServeOptions, Service, DEFAULT_READY_TIMEOUT};
 pub use snapshot::Snapshot;
 pub use stream::FileReader;

@@ -157,6 +157,7 @@ impl Sandbox {
         if self.is_closed() {
             return Err(self.closed_error());
         }
+        self.check_running()?;
         if command.trim().is_empty() {
             return Err(Error::InvalidArgument("a service needs a command".into()));
         }

@@ -10,6 +10,9 @@ mod error;
 mod exec;
 mod options;
 mod sandbox;
+// After `sandbox`: napi must parse the struct before these modules add methods to it.
+mod durable;
+mod lifecycle;
 mod snapshot;
 
 pub use cleanup::{cleanup_orphans, CleanupReport};

@@ -154,7 +154,10 @@ function makeRow(s) {
   stop.textContent = 'Stop'
   stop.setAttribute('aria-label', `Stop ${s.id}`)
   stop.addEventListener('click', () => stopOne(s.id, stop))
-  actions.append(logs, snaps.rowButton(s.id), stop)
+  // Pause keeps the sandbox's files (POST .../stop); Resume starts it again. Stop ends it.
+  const pause = lifecycleButton(s.id, 'pause-btn', 'Pause', 'stop', `Pause ${s.id} (keep its files, free CPU and memory)`)
+  const resume = lifecycleButton(s.id, 'resume-btn', 'Resume', 'resume', `Resume ${s.id}`)
+  actions.append(logs, snaps.rowButton(s.id), pause, resume, stop)
   tr.append(
     id,
     cell('Project', 'project'),
@@ -176,7 +179,12 @@ function fillRow(tr, s, now) {
   setText(c('image'), image ?? '—')
   setText(c('backend'), `${s.backend} / ${s.isolation}`)
   const status = c('status')
-  const label = s.status === 'terminated' && s.endedReason ? `terminated (${s.endedReason})` : s.status
+  const label =
+    s.status === 'terminated' && s.endedReason
+      ? `terminated (${s.endedReason})`
+      : s.status === 'stopped' && s.stoppedBy
+        ? `stopped (${s.stoppedBy})`
+        : s.status
   if (status.textContent !== label) {
     status.replaceChildren()
     const badge = document.createElement('span')
@@ -209,6 +217,8 @@ function fillRow(tr, s, now) {
   const stop = tr.querySelector('.stop-btn')
   stop.hidden = s.status === 'terminated'
   tr.querySelector('.snapshot-btn').hidden = s.status === 'terminated'
+  tr.querySelector('.pause-btn').hidden = s.status !== 'active'
+  tr.querySelector('.resume-btn').hidden = s.status !== 'stopped'
 }
 
 function render(list) {
@@ -285,6 +295,30 @@ document.addEventListener('visibilitychange', () => {
 })
 
 // --- actions -----------------------------------------------------------------------------------
+
+function lifecycleButton(id, className, text, action, label) {
+  const b = document.createElement('button')
+  b.type = 'button'
+  b.className = className
+  b.textContent = text
+  b.setAttribute('aria-label', label)
+  b.addEventListener('click', () => lifecycle(id, action, b, text))
+  return b
+}
+
+async function lifecycle(id, action, button, text) {
+  button.disabled = true
+  button.textContent = action === 'stop' ? 'Pausing…' : 'Resuming…'
+  try {
+    await api('POST', `/api/sandbox/${encodeURIComponent(id)}/${action}`)
+  } catch (e) {
+    showError(`Could not ${action === 'stop' ? 'pause' : 'resume'} ${id}: ${e}`)
+  } finally {
+    button.disabled = false
+    button.textContent = text
+  }
+  await refresh()
+}
 
 async function stopOne(id, button) {
   button.disabled = true

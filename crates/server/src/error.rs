@@ -92,7 +92,7 @@ pub fn status_of(code: &str) -> StatusCode {
         "UNAUTHORIZED" => StatusCode::UNAUTHORIZED,
         "RESTRICTED_PATH" => StatusCode::FORBIDDEN,
         "NOT_FOUND" => StatusCode::NOT_FOUND,
-        "SESSION_ENDED" | "CLOSED" => StatusCode::CONFLICT,
+        "SESSION_ENDED" | "CLOSED" | "STOPPED" => StatusCode::CONFLICT,
         "QUOTA_EXCEEDED" => StatusCode::TOO_MANY_REQUESTS,
         // The engine refused or failed (an image that cannot be pulled, a container that died):
         // the daemon's upstream failed, not the daemon.
@@ -130,7 +130,7 @@ mod tests {
             ErrorCode::InvalidArgument | ErrorCode::InvalidPath => 400,
             ErrorCode::RestrictedPath => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::Closed => 409,
+            ErrorCode::Closed | ErrorCode::Stopped => 409,
             ErrorCode::EngineError => 502,
             ErrorCode::EngineUnavailable => 503,
             ErrorCode::Timeout => 504,

@@ -18,10 +18,13 @@ pub mod quota;
 pub mod reaper;
 pub mod reconcile;
 pub mod sessions;
-pub mod state;
 pub mod templates;
 pub mod views;
 pub mod whole;
+
+/// The state directory shared by the daemon and its clients (moved below the server so library
+/// surfaces can find the daemon).
+pub use dagger_sandbox_daemon_client::state;
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -55,6 +58,9 @@ pub struct ServeOptions {
     /// Warm pools: (template, size) pairs whose sandboxes are started ahead and handed out to
     /// creates that ask for the template and nothing more.
     pub pools: Vec<(String, usize)>,
+    /// Stop (keeping its files) a session's sandbox after this long without calls; the next call
+    /// resumes it. `None`: never. The TTL still ends sessions, stopped or not.
+    pub idle_stop: Option<Duration>,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +75,7 @@ impl Default for ServeOptions {
             header_timeout: listen::DEFAULT_HEADER_TIMEOUT,
             body_timeout: listen::DEFAULT_BODY_TIMEOUT,
             pools: Vec::new(),
+            idle_stop: None,
         }
     }
 }
@@ -200,6 +207,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     if opts.header_timeout.is_zero() || opts.body_timeout.is_zero() {
         anyhow::bail!("the header and body read timeouts must be greater than 0");
     }
+    if opts.idle_stop.is_some_and(|d| d.is_zero()) {
+        anyhow::bail!("the idle stop must be greater than 0");
+    }
     state::ensure_dir(&opts.state_dir)
         .with_context(|| format!("creating the state dir {}", opts.state_dir.display()))?;
     let state_dir = std::fs::canonicalize(&opts.state_dir)
@@ -241,7 +251,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let app = api::router(app_state, token_arc, mcp);
     let timeouts = listen::ReadTimeouts { headers: opts.header_timeout, body_idle: opts.body_timeout };
     let server = tokio::spawn(listen::serve(listener, app, timeouts, shutdown.clone()));
-    let reaper = tokio::spawn(reaper::run(sessions.clone(), opts.reap_interval, shutdown.clone()));
+    let reaper = tokio::spawn(reaper::run(sessions.clone(), opts.reap_interval, opts.idle_stop, shutdown.clone()));
     let info = state::DaemonInfo {
         addr: addr.to_string(),
         pid: std::process::id(),

@@ -223,7 +223,7 @@ pub fn document(templates: &[&str]) -> Value {
                     "responses": merge(json!({
                         "200": {"description": "the result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecResult"}}}},
                         "400": {"description": "invalid request", "content": error_ref()},
-                        "409": {"description": "the session has ended (SESSION_ENDED), or `cwd` does not exist in the sandbox (NOT_FOUND)", "content": error_ref()},
+                        "409": {"description": "the session has ended (SESSION_ENDED), its sandbox was stopped by a user (STOPPED), or `cwd` does not exist in the sandbox (NOT_FOUND)", "content": error_ref()},
                         "504": {"description": "the command timed out and was killed", "content": error_ref()}
                     }), merge(session_errors(), engine_errors()))
                 }
@@ -243,6 +243,44 @@ pub fn document(templates: &[&str]) -> Value {
                     }), session_errors())
                 }
             },
+            "/api/sandbox/{id}/stop": {
+                "parameters": [id_param()],
+                "post": {
+                    "operationId": "stopSession", "summary": "Stop the sandbox and keep it (files kept, nothing running)",
+                    "description": "The session becomes `stopped` (`stoppedBy: user`); calls on it answer 409 STOPPED until `resume`. Idempotent. DELETE ends a session for good.",
+                    "responses": merge(json!({
+                        "200": {"description": "the session, stopped", "content": session_ref()},
+                        "409": {"description": "the session has ended", "content": error_ref()}
+                    }), merge(session_errors(), engine_errors()))
+                }
+            },
+            "/api/sandbox/{id}/resume": {
+                "parameters": [id_param()],
+                "post": {
+                    "operationId": "resumeSession", "summary": "Start a stopped sandbox again, with the same files, env and workdir",
+                    "description": "Its service, if any, starts again; ports may get new host numbers. On a running session it only records activity.",
+                    "responses": merge(json!({
+                        "200": {"description": "the session, active", "content": session_ref()},
+                        "409": {"description": "the session has ended", "content": error_ref()}
+                    }), merge(session_errors(), engine_errors()))
+                }
+            },
+            "/api/sandbox/{id}/attach": {
+                "parameters": [id_param()],
+                "post": {
+                    "operationId": "attachSession", "summary": "What a client needs to drive the sandbox from its own process",
+                    "description": "The session plus `config`, the sandbox config it was made with (env values left out; a container keeps them). Counts as a call: records activity and resumes a sandbox the idle timeout stopped; one a user stopped is answered with `status: stopped` (resume it to use it). A dagger sandbox is 400.",
+                    "responses": merge(json!({
+                        "200": {"description": "the session and its config", "content": {"application/json": {"schema": {
+                            "allOf": [{"$ref": "#/components/schemas/Session"}],
+                            "type": "object", "required": ["config"],
+                            "properties": {"config": {"type": "object"}}
+                        }}}},
+                        "400": {"description": "a dagger sandbox cannot be attached", "content": error_ref()},
+                        "409": {"description": "the session has ended", "content": error_ref()}
+                    }), merge(session_errors(), engine_errors()))
+                }
+            },
             "/api/sandbox/{id}/files": {
                 "parameters": [id_param(), path_query()],
                 "get": {
@@ -251,7 +289,7 @@ pub fn document(templates: &[&str]) -> Value {
                     "responses": merge(json!({
                         "200": {"description": "the bytes", "content": {"application/octet-stream": {}}},
                         "400": {"description": "invalid path, or not a regular file", "content": error_ref()},
-                        "409": {"description": "the session has ended", "content": error_ref()},
+                        "409": {"description": "the session has ended, or its sandbox was stopped by a user (STOPPED; resume it)", "content": error_ref()},
                         "413": {"description": "the file is over the download limit", "content": error_ref()}
                     }), merge(session_errors(), engine_errors()))
                 },
@@ -265,7 +303,7 @@ pub fn document(templates: &[&str]) -> Value {
                         "204": {"description": "written"},
                         "400": {"description": "invalid path or mode", "content": error_ref()},
                         "403": {"description": "restricted path", "content": error_ref()},
-                        "409": {"description": "the session has ended", "content": error_ref()},
+                        "409": {"description": "the session has ended, or its sandbox was stopped by a user (STOPPED; resume it)", "content": error_ref()},
                         "413": {"description": "the body is over the upload limit", "content": error_ref()}
                     }), merge(session_errors(), engine_errors()))
                 }
@@ -296,7 +334,7 @@ pub fn document(templates: &[&str]) -> Value {
                         "code": {"type": "string", "enum": [
                             "INVALID_ARGUMENT", "INVALID_PATH", "RESTRICTED_PATH", "NOT_FOUND", "TIMEOUT", "CANCELLED",
                             "CLOSED", "ENGINE_UNAVAILABLE", "ENGINE_ERROR", "IO_ERROR", "UNAUTHORIZED", "FORBIDDEN",
-                            "SESSION_ENDED", "QUOTA_EXCEEDED", "TOO_LARGE", "METHOD_NOT_ALLOWED", "INTERNAL"
+                            "SESSION_ENDED", "STOPPED", "QUOTA_EXCEEDED", "TOO_LARGE", "METHOD_NOT_ALLOWED", "INTERNAL"
                         ]},
                         "message": {"type": "string"}
                     }}}
@@ -314,12 +352,13 @@ pub fn document(templates: &[&str]) -> Value {
                 },
                 "Session": {
                     "type": "object",
-                    "required": ["id", "status", "backend", "isolation", "image", "template", "projectId", "userId",
+                    "required": ["id", "status", "stoppedBy", "backend", "isolation", "image", "template", "projectId", "userId",
                                  "containerId", "workingDirectory", "command", "ports", "hostUrl", "metadata",
                                  "createdAt", "lastActiveAt", "expiresAt", "endedReason"],
                     "properties": {
                         "id": {"type": "string"},
-                        "status": {"enum": ["active", "paused", "terminated"]},
+                        "status": {"enum": ["active", "paused", "stopped", "terminated"]},
+                        "stoppedBy": {"enum": ["user", "idle", null]},
                         "backend": {"enum": ["dagger", "docker", "local"]},
                         "isolation": {"type": "string"},
                         "image": nullable_string, "template": nullable_string,

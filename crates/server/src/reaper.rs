@@ -72,9 +72,30 @@ pub async fn check_engine_once(sessions: &Arc<Sessions>) -> (usize, usize) {
     (taken, sessions.check_engine_once().await)
 }
 
-/// Reaps every `interval`, checks the engine every [`ENGINE_CHECK_INTERVAL`] and follows its
-/// events, until `stop` is cancelled.
-pub async fn run(sessions: Arc<Sessions>, interval: Duration, stop: CancellationToken) {
+/// How often idle sessions are looked for: a quarter of the idle timeout, within 1-30 s.
+pub fn idle_check_interval(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// Reaps every `interval`, stops idle sessions' sandboxes (with `idle_stop`), checks the engine
+/// every [`ENGINE_CHECK_INTERVAL`] and follows its events, until `stop` is cancelled.
+pub async fn run(sessions: Arc<Sessions>, interval: Duration, idle_stop: Option<Duration>, stop: CancellationToken) {
+    let idle = async {
+        let Some(idle) = idle_stop else { return };
+        let mut tick = tokio::time::interval(idle_check_interval(idle));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    let n = sessions.stop_idle_once(idle).await;
+                    if n > 0 {
+                        tracing::info!(sessions = n, "stopped the sandboxes of idle sessions (files kept)");
+                    }
+                }
+            }
+        }
+    };
     let periodic = async {
         let mut reap = tokio::time::interval(interval);
         reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,5 +113,5 @@ pub async fn run(sessions: Arc<Sessions>, interval: Duration, stop: Cancellation
             }
         }
     };
-    tokio::join!(periodic, sessions.clone().watch_engine(stop.clone()));
+    tokio::join!(periodic, idle, sessions.clone().watch_engine(stop.clone()));
 }

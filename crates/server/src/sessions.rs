@@ -24,9 +24,13 @@ mod detached;
 mod engine_watch;
 mod pools;
 mod secrets;
+mod service_output;
+mod services;
 mod snapshots;
+mod suspend;
 mod takeback;
 use snapshots::check_from_snapshot;
+pub use suspend::StopCause;
 pub use takeback::TakeBack;
 
 /// Session lifetime when the create request names none.
@@ -60,11 +64,22 @@ pub struct Live {
     pub logs: Arc<LogBuffer>,
     /// Set once a stop began, so a service that ends because of it is not reported as a failure.
     stopping: AtomicBool,
+    /// Stop, resume and the state kept for them (`suspend.rs`).
+    pause: suspend::PauseState,
+    /// How far the service's output record has been read (`service_output.rs`).
+    record: service_output::RecordOffsets,
 }
 
 impl Live {
     fn new(sandbox: Sandbox, logs: Arc<LogBuffer>) -> Arc<Self> {
-        Arc::new(Live { sandbox, service: Mutex::new(None), logs, stopping: AtomicBool::new(false) })
+        Arc::new(Live {
+            sandbox,
+            service: Mutex::new(None),
+            logs,
+            stopping: AtomicBool::new(false),
+            pause: Default::default(),
+            record: Default::default(),
+        })
     }
 
     fn service(&self) -> Option<Service> {
@@ -221,8 +236,15 @@ impl Sessions {
         self.db(move |s| s.list(&ListFilter { include_terminated: all, ..Default::default() })).await
     }
 
-    /// The held sandbox of an active session; `NOT_FOUND` or `SESSION_ENDED` otherwise.
+    /// The held, running sandbox of a session: one stopped for being idle is resumed; one a user
+    /// stopped is `STOPPED`; `NOT_FOUND` or `SESSION_ENDED` otherwise.
     pub async fn usable(&self, id: &str) -> Result<Arc<Live>, ApiError> {
+        let live = self.held(id).await?;
+        self.running(live).await
+    }
+
+    /// The held sandbox of a session that is not terminated, running or stopped.
+    pub(crate) async fn held(&self, id: &str) -> Result<Arc<Live>, ApiError> {
         if let Some(l) = self.live(id) {
             return Ok(l);
         }
@@ -354,6 +376,7 @@ impl Sessions {
                 user,
                 config: Some(pinned),
                 env_names: req.env.keys().cloned().collect(),
+                stopped_by: None,
             };
             s.metadata = serde_json::to_value(&meta).map_err(|e| ApiError::Internal(e.to_string()))?;
             self.live_map().insert(s.id.clone(), live.clone());
@@ -383,56 +406,6 @@ impl Sessions {
                 Err(e)
             }
         }
-    }
-
-    /// Starts `command` as the session's service, its output going to the session log.
-    async fn start_service(&self, live: &Arc<Live>, command: &str) -> Result<Service, ApiError> {
-        let (tx, mut rx) = mpsc::channel::<OutputChunk>(256);
-        let logs = live.logs.clone();
-        tokio::spawn(async move {
-            let mut split = LineSplitter::default();
-            while let Some(c) = rx.recv().await {
-                split.chunk(&logs, &c);
-            }
-            split.flush(&logs);
-        });
-        live.logs.system(format!("$ {command}"));
-        let opts = dagger_sandbox::ServeOptions::new().ready_timeout(self.ready_timeout).output(tx);
-        match live.sandbox.serve(command, opts).await {
-            Ok(s) => Ok(s),
-            Err(e) => {
-                live.logs.system(format!("service failed: {e}"));
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Ends the session with `failed` when its service exits by itself.
-    fn watch_service(self: &Arc<Self>, live: &Arc<Live>) {
-        let Some(service) = live.service() else { return };
-        let this = Arc::downgrade(self);
-        let live = live.clone();
-        tokio::spawn(async move {
-            let code = service.wait().await;
-            if live.stopping.load(Ordering::SeqCst) {
-                return;
-            }
-            let Some(this) = this.upgrade() else { return };
-            let id = live.sandbox.id().to_string();
-            let still_held = this.live(&id).is_some_and(|l| Arc::ptr_eq(&l, &live));
-            // A service ends with its container: that is the engine's doing, not the service's.
-            if !still_held || this.end_if_engine_stopped(&id).await {
-                return;
-            }
-            live.logs.system(match code {
-                Some(c) => format!("service exited with code {c}"),
-                None => "service ended".to_string(),
-            });
-            tracing::warn!(session = %id, ?code, "service exited; ending the session");
-            if let Err(e) = this.stop(&id, REASON_FAILED).await {
-                tracing::warn!(session = %id, "ending a session whose service exited failed: {e}");
-            }
-        });
     }
 
     /// Stops a session for real (service stopped, engine resources removed) and marks it
@@ -514,6 +487,8 @@ impl Sessions {
             return Err(bad("command must not be empty"));
         }
         let live = self.usable(id).await?;
+        // An exec longer than the idle timeout is not idleness.
+        let _busy = live.pause.busy();
         self.touch(id).await;
         let mut opts = ExecOptions::new();
         for (k, v) in req.env {

@@ -115,6 +115,10 @@ pub(crate) struct Meta {
     /// memory and in the sandbox's container.
     #[serde(default)]
     pub(crate) env_names: Vec<String>,
+    /// Who stopped a `stopped` session: `user` (resumed only when asked) or `idle` (resumed by
+    /// the next call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) stopped_by: Option<String>,
 }
 
 /// `{}`, the metadata of a session that was given none.
@@ -135,6 +139,7 @@ impl Meta {
                 user: empty_object(),
                 config: None,
                 env_names: vec![],
+                stopped_by: None,
             }
         })
     }
@@ -146,8 +151,10 @@ impl Meta {
 pub struct SessionView {
     /// The session id, also the sandbox id.
     pub id: String,
-    /// `active`, `paused` or `terminated`.
+    /// `active`, `stopped` (files kept, nothing running), `paused` or `terminated`.
     pub status: String,
+    /// Who stopped a `stopped` session: `user` or `idle`; `null` otherwise.
+    pub stopped_by: Option<String>,
     /// The engine it runs on.
     pub backend: String,
     /// `container` or `process`.
@@ -188,6 +195,7 @@ impl From<&Session> for SessionView {
         SessionView {
             id: s.id.clone(),
             status: s.status.as_str().to_string(),
+            stopped_by: if s.status == dagger_sandbox_store::Status::Stopped { meta.stopped_by } else { None },
             backend: s.provider.as_str().to_string(),
             isolation: meta.isolation,
             image: meta.image,

@@ -14,12 +14,20 @@ struct Migration {
 }
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
-const MIGRATIONS: &[Migration] = &[Migration {
-    up_name: "001_initial_schema.sql",
-    up: include_str!("../migrations/001_initial_schema.sql"),
-    down_name: "001_initial_schema.down.sql",
-    down: include_str!("../migrations/001_initial_schema.down.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        up_name: "001_initial_schema.sql",
+        up: include_str!("../migrations/001_initial_schema.sql"),
+        down_name: "001_initial_schema.down.sql",
+        down: include_str!("../migrations/001_initial_schema.down.sql"),
+    },
+    Migration {
+        up_name: "002_stopped_status.sql",
+        up: include_str!("../migrations/002_stopped_status.sql"),
+        down_name: "002_stopped_status.down.sql",
+        down: include_str!("../migrations/002_stopped_status.down.sql"),
+    },
+];
 
 /// The schema version this build creates (the number of migrations it carries).
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

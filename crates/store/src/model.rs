@@ -59,21 +59,24 @@ impl fmt::Display for Provider {
 pub enum Status {
     /// Running and usable.
     Active,
-    /// Kept but not running.
+    /// Kept but not running (not used by the daemon; kept for rows of older schemas).
     Paused,
+    /// Its sandbox is stopped: files kept, nothing running, resumed on demand.
+    Stopped,
     /// Ended; `ended_reason` says why.
     Terminated,
 }
 
 impl Status {
     /// Every status, in a stable order.
-    pub const ALL: [Status; 3] = [Status::Active, Status::Paused, Status::Terminated];
+    pub const ALL: [Status; 4] = [Status::Active, Status::Paused, Status::Stopped, Status::Terminated];
 
-    /// The text stored in the table (`"active"`, `"paused"`, `"terminated"`).
+    /// The text stored in the table (`"active"`, `"paused"`, `"stopped"`, `"terminated"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",
             Status::Paused => "paused",
+            Status::Stopped => "stopped",
             Status::Terminated => "terminated",
         }
     }
@@ -84,7 +87,9 @@ impl FromStr for Status {
 
     fn from_str(s: &str) -> Result<Self> {
         Status::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
-            StoreError::InvalidArgument(format!("unknown status '{s}' (expected active, paused or terminated)"))
+            StoreError::InvalidArgument(format!(
+                "unknown status '{s}' (expected active, paused, stopped or terminated)"
+            ))
         })
     }
 }
@@ -167,7 +172,7 @@ pub struct SessionUpdate {
     pub container_id: Option<String>,
     /// New engine host URL.
     pub host_url: Option<String>,
-    /// New status: active or paused (ending a session is [`crate::Store::terminate`]'s job).
+    /// New status: active, paused or stopped (ending a session is [`crate::Store::terminate`]'s job).
     pub status: Option<Status>,
     /// New metadata; replaces the whole object.
     pub metadata: Option<serde_json::Value>,
@@ -229,7 +234,7 @@ mod tests {
         let err = "Docker".parse::<Provider>().unwrap_err();
         assert_eq!(err.code(), "INVALID_ARGUMENT");
         assert!(err.to_string().contains("unknown provider 'Docker'"), "{err}");
-        assert!("stopped".parse::<Status>().is_err());
+        assert!("Stopped".parse::<Status>().is_err());
     }
 
     #[test]

@@ -250,6 +250,21 @@ impl Store {
         )
     }
 
+    /// Active sessions whose last activity is at or before `cutoff`, least recently used first:
+    /// the ones an idle timeout stops.
+    pub fn idle(&self, cutoff: DateTime<Utc>) -> Result<Vec<Session>> {
+        let cutoff = time_to_text(cutoff)?;
+        let conn = self.conn();
+        query_sessions(
+            &conn,
+            &format!(
+                "SELECT {COLUMNS} FROM sandbox_sessions WHERE status = 'active' AND last_active_at <= ?1 \
+                 ORDER BY last_active_at, rowid"
+            ),
+            params![cutoff],
+        )
+    }
+
     /// Marks every [`Store::expired`] session terminated with reason `"expired"` and returns them as they
     /// are now. Table only: the daemon stops engine resources first and then calls [`Store::terminate`].
     pub fn cleanup_expired(&self, now: DateTime<Utc>) -> Result<Vec<Session>> {

@@ -38,7 +38,7 @@ fn fifty_connections_opening_and_writing_one_fresh_file_at_once_all_succeed() {
     assert!(failures.is_empty(), "{} of {WRITERS} writers failed: {failures:#?}", failures.len());
 
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), dagger_sandbox_store::LATEST_VERSION);
     let all = store.list(&ListFilter { include_terminated: true, ..Default::default() }).unwrap();
     assert_eq!(all.len(), WRITERS);
     for s in &all {
@@ -48,7 +48,12 @@ fn fifty_connections_opening_and_writing_one_fresh_file_at_once_all_succeed() {
     }
     assert_eq!(
         store.count_by_status().unwrap(),
-        [(Status::Active, WRITERS as u64 / 2), (Status::Paused, 0), (Status::Terminated, WRITERS as u64 / 2)]
+        [
+            (Status::Active, WRITERS as u64 / 2),
+            (Status::Paused, 0),
+            (Status::Stopped, 0),
+            (Status::Terminated, WRITERS as u64 / 2)
+        ]
     );
 }
 

@@ -17,29 +17,29 @@ const CREATED: [&str; 5] = [
 fn migration_up_down_up_again_on_a_fresh_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/state/sessions.db");
-    let store = Store::open(&path).expect("open creates the parent directories and applies 001");
-    assert_eq!(LATEST_VERSION, 1);
-    assert_eq!(store.schema_version().unwrap(), 1);
+    let store = Store::open(&path).expect("open creates the parent directories and applies 001 and 002");
+    assert_eq!(LATEST_VERSION, 2);
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert_eq!(schema_objects(&raw(&path)), CREATED);
     store.insert(&session("before-down", 0)).unwrap();
 
-    store.migrate_to(0).expect("001_initial_schema.down.sql applies");
+    store.migrate_to(0).expect("002 and 001's down files apply");
     assert_eq!(store.schema_version().unwrap(), 0);
     assert!(schema_objects(&raw(&path)).is_empty(), "down removes the table and every index");
     let err = store.insert(&session("while-down", 0)).unwrap_err();
     assert!(err.to_string().contains("no such table"), "{err}");
 
-    store.migrate_to(1).expect("001_initial_schema.sql applies again");
-    assert_eq!(store.schema_version().unwrap(), 1);
+    store.migrate_to(2).expect("001 and 002 apply again");
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert_eq!(schema_objects(&raw(&path)), CREATED);
     assert_eq!(store.get("before-down").unwrap(), None, "down dropped the data with the table");
     store.insert(&session("after-up", 0)).unwrap();
     assert_eq!(store.get("after-up").unwrap().unwrap().id, "after-up");
 
     // Migrating to the version already applied changes nothing.
-    store.migrate_to(1).unwrap();
+    store.migrate_to(2).unwrap();
     assert!(store.get("after-up").unwrap().is_some());
-    assert_eq!(store.migrate_to(2).unwrap_err().code(), "INVALID_ARGUMENT");
+    assert_eq!(store.migrate_to(3).unwrap_err().code(), "INVALID_ARGUMENT");
 }
 
 #[test]
@@ -94,11 +94,11 @@ fn reopening_keeps_the_data_and_does_not_rerun_migrations() {
     raw(&path).execute_batch("DROP INDEX idx_sandbox_sessions_status").unwrap();
 
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert_eq!(store.get("kept").unwrap().unwrap(), session("kept", 0));
     assert!(
         !schema_objects(&raw(&path)).contains(&"index:idx_sandbox_sessions_status".to_string()),
-        "001 did not run a second time"
+        "no migration ran a second time"
     );
 }
 
@@ -127,4 +127,28 @@ fn open_reports_a_path_it_cannot_create() {
     let err = Store::open(&file.join("sub/sessions.db")).unwrap_err();
     assert_eq!(err.code(), "IO");
     assert!(err.to_string().contains("a-file"), "{err}");
+}
+
+#[test]
+fn migration_002_keeps_every_row_and_its_down_turns_stopped_into_paused() {
+    use dagger_sandbox_store::{SessionUpdate, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let store = Store::open(&path).unwrap();
+    store.migrate_to(1).unwrap();
+    store.insert(&session("from-001", 0)).unwrap();
+    // 001 refuses the new status.
+    let err = raw(&path).execute("UPDATE sandbox_sessions SET status = 'stopped'", []).unwrap_err();
+    assert!(err.to_string().contains("CHECK constraint failed"), "{err}");
+
+    store.migrate_to(2).unwrap();
+    assert_eq!(store.get("from-001").unwrap().unwrap(), session("from-001", 0), "002 keeps the row as it was");
+    assert_eq!(schema_objects(&raw(&path)), CREATED, "002 rebuilds the same indexes");
+    store.update("from-001", &SessionUpdate { status: Some(Status::Stopped), ..Default::default() }).unwrap();
+    assert_eq!(store.get("from-001").unwrap().unwrap().status, Status::Stopped);
+    assert_eq!(store.list(&Default::default()).unwrap().len(), 1, "a stopped session is listed");
+
+    store.migrate_to(1).unwrap();
+    assert_eq!(store.get("from-001").unwrap().unwrap().status, Status::Paused, "down keeps it, as paused");
+    assert_eq!(schema_objects(&raw(&path)), CREATED);
 }

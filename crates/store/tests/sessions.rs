@@ -151,7 +151,10 @@ fn list_filters_and_orders_newest_first() {
         ["ended", "same-time-second", "same-time-first", "old"]
     );
     assert!(list(ListFilter { user_id: Some("nobody".into()), ..Default::default() }).is_empty());
-    assert_eq!(store.count_by_status().unwrap(), [(Status::Active, 4), (Status::Paused, 1), (Status::Terminated, 1)]);
+    assert_eq!(
+        store.count_by_status().unwrap(),
+        [(Status::Active, 4), (Status::Paused, 1), (Status::Stopped, 0), (Status::Terminated, 1)]
+    );
 }
 
 #[test]
@@ -275,4 +278,29 @@ fn clones_share_one_database_across_threads() {
         .collect();
     handles.into_iter().for_each(|h| h.join().unwrap());
     assert_eq!(store.list(&ListFilter::default()).unwrap().len(), 8);
+}
+
+#[test]
+fn idle_lists_only_active_sessions_unused_since_the_cutoff_and_stopped_ones_still_expire() {
+    let store = store();
+    let add = |id: &str, last: i64, status: Status| {
+        let mut s = session(id, 0);
+        s.last_active_at = at(last);
+        s.status = status;
+        store.insert(&s).unwrap();
+    };
+    add("idle-long", 10, Status::Active);
+    add("idle-just", 100, Status::Active);
+    add("busy", 101, Status::Active);
+    add("already-stopped", 5, Status::Stopped);
+    add("ended", 1, Status::Active);
+    store.terminate("ended", "user", at(1)).unwrap();
+    assert_eq!(ids(&store.idle(at(100)).unwrap()), ["idle-long", "idle-just"]);
+    // A touch makes a session busy again.
+    store.touch("idle-long", at(200)).unwrap();
+    assert_eq!(ids(&store.idle(at(100)).unwrap()), ["idle-just"]);
+    // The TTL still ends a stopped session.
+    let change = SessionUpdate { expires_at: Some(at(50)), ..Default::default() };
+    store.update("already-stopped", &change).unwrap();
+    assert!(ids(&store.expired(at(60)).unwrap()).contains(&"already-stopped"));
 }

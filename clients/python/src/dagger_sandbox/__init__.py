@@ -51,6 +51,7 @@ from .errors import (
     RpcError,
     SandboxError,
     SandboxIOError,
+    StoppedError,
     SandboxTimeoutError,
 )
 from .sandbox import ExecStream as SyncExecStream
@@ -105,6 +106,7 @@ __all__ = [
     "Sandbox",
     "SandboxError",
     "SandboxIOError",
+    "StoppedError",
     "SandboxInfo",
     "SandboxTimeoutError",
     "Snapshot",

@@ -110,6 +110,16 @@ def from_snapshot_params(reference: str, config: Optional[Mapping[str, Any]], kw
     return {"snapshot": reference, "config": create_params(config, kwargs)}
 
 
+def connect_params(sandbox_id: str, state_dir: Optional[str], handle: Mapping[str, Any]) -> dict[str, Any]:
+    """``sandbox/connect`` params: the id, the daemon's state dir, the handle's own settings."""
+    params: dict[str, Any] = {"sandboxId": sandbox_id}
+    if state_dir is not None:
+        params["stateDir"] = str(state_dir)
+    if handle:
+        params["config"] = {_camel(k): v for k, v in handle.items()}
+    return params
+
+
 def validate_params(
     project_dir: Any,
     install: Optional[str],

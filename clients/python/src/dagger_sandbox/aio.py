@@ -77,6 +77,11 @@ class AsyncClient(AsyncTransport):
         as sb`` (closed at the end of the block). Config keys as for :meth:`Client.create`."""
         return _SandboxStart(self._create(_wire.create_params(config, kwargs)))
 
+    async def connect(self, sandbox_id: str, state_dir: Optional[str] = None, **handle: Any) -> "AsyncSandbox":
+        """A handle on a sandbox the daemon owns, by id (``sandbox/connect``); see
+        :meth:`Client.connect`."""
+        return self._adopt(await self.request("sandbox/connect", _wire.connect_params(sandbox_id, state_dir, handle)))
+
     async def _create(self, params: Mapping[str, Any]) -> "AsyncSandbox":
         return self._adopt(await self.request("sandbox/create", params))
 
@@ -300,12 +305,21 @@ class AsyncSandbox(SandboxBase[AsyncClient]):
         """:meth:`Sandbox.snapshot` for asyncio."""
         return Snapshot.from_wire(await self._call("sandbox/snapshot", {} if name is None else {"name": name}))
 
-    async def close(self) -> None:
-        """Frees every engine resource of the sandbox. Idempotent."""
+    async def stop(self) -> None:
+        """Frees CPU and memory, keeps the files; calls raise :class:`StoppedError` until resumed."""
+        await self._call("sandbox/stop")
+
+    async def resume(self) -> None:
+        """Brings a stopped sandbox back with the same files, env and workdir."""
+        await self._call("sandbox/resume")
+
+    async def close(self, delete: bool = False) -> None:
+        """Frees every engine resource of the sandbox. Idempotent. On a sandbox the daemon owns
+        (persistent or connected) it frees only this handle, unless ``delete`` is true."""
         if self.closed:
             return
         if self.client.alive:
-            await self._call("sandbox/close")
+            await self._call("sandbox/close", {"delete": True} if delete else None)
         self._mark_closed()
 
 

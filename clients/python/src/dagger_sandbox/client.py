@@ -77,7 +77,9 @@ class Client(SyncTransport):
         Config keys are those of ``docs/configuration.md`` (``backend``, ``image``, ``template``,
         ``workdir``, ``timeout_ms``, ``env``, ``restricted_paths``, ``network``, ...), in ``config``
         or as keyword arguments, snake_case or camelCase. Unknown keys raise
-        :class:`InvalidParamsError`.
+        :class:`InvalidParamsError`. ``persistent=True`` creates it through the daemon (started
+        when none runs, ``state_dir`` and ``ttl_seconds`` for it), so it outlives this process;
+        reach it again with :meth:`connect`.
         """
         return self._adopt(self.request("sandbox/create", _wire.create_params(config, kwargs)))
 
@@ -100,6 +102,14 @@ class Client(SyncTransport):
         """Deletes a snapshot and its data; returns what was deleted. Sandboxes made from it keep
         running. :class:`NotFoundError` when there is no such snapshot."""
         return Snapshot.from_wire(self.request("snapshot/delete", {"snapshot": reference}))
+
+    def connect(self, sandbox_id: str, state_dir: Optional[str] = None, **handle: Any) -> Sandbox:
+        """A handle on a sandbox the daemon owns, by id, from any process (``sandbox/connect``):
+        one made with ``create(persistent=True)`` or through the daemon's API. ``handle`` holds
+        settings of this handle only (``timeout_ms``, ``restricted_paths``, ``output_cap_bytes``,
+        ``env``). Closing the handle leaves the sandbox to the daemon; ``close(delete=True)``
+        deletes it."""
+        return self._adopt(self.request("sandbox/connect", _wire.connect_params(sandbox_id, state_dir, handle)))
 
     def validate_project(
         self,

@@ -95,6 +95,12 @@ class ClosedError(SandboxError):
     CODE = "CLOSED"
 
 
+class StoppedError(SandboxError):
+    """The sandbox is stopped (its files kept, nothing running); :meth:`~Sandbox.resume` it."""
+
+    CODE = "STOPPED"
+
+
 class RequestCancelledError(SandboxError):
     """The request was cancelled with ``$/cancelRequest`` by someone other than this call."""
 
@@ -223,6 +229,7 @@ ERROR_CLASSES: dict[str, type[SandboxError]] = {
         InvalidPathError,
         InvalidArgumentError,
         ClosedError,
+        StoppedError,
         RequestCancelledError,
         EngineError,
         SandboxIOError,

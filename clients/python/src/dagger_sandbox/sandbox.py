@@ -173,13 +173,23 @@ class Sandbox(SandboxBase["Client"]):
         this sandbox, its client and this process; secret env values are kept by name only."""
         return Snapshot.from_wire(self._call("sandbox/snapshot", {} if name is None else {"name": name}))
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Frees the sandbox's CPU and memory and keeps its files (``sandbox/stop``); calls raise
+        :class:`StoppedError` until :meth:`resume`."""
+        self._call("sandbox/stop")
+
+    def resume(self) -> None:
+        """Brings a stopped sandbox back with the same files, env and workdir (``sandbox/resume``)."""
+        self._call("sandbox/resume")
+
+    def close(self, delete: bool = False) -> None:
         """Frees every engine resource of the sandbox. Idempotent; a no-op once its client is
-        closed (which closed it)."""
+        closed (which closed it). On a sandbox the daemon owns (persistent or connected) it frees
+        only this handle, unless ``delete`` is true."""
         if self.closed:
             return
         if self.client.alive:
-            self._call("sandbox/close")
+            self._call("sandbox/close", {"delete": True} if delete else None)
         self._mark_closed()
 
 

@@ -21,8 +21,14 @@ pub struct Bridge {
 
 impl Bridge {
     pub fn start(args: &[&str]) -> Bridge {
+        Self::start_env(args, &[])
+    }
+
+    /// `start` with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Bridge {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dagger-sandbox-bridge"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod list;
 pub mod logs;
 pub mod mcp;
+pub mod pause;
 pub mod serve;
 pub mod snapshot;
 pub mod stop;

@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// with no other option (repeatable; e.g. --pool node=2)
     #[arg(long = "pool", value_name = "TEMPLATE=N", value_parser = parse_pool)]
     pools: Vec<(String, usize)>,
+    /// Stop a session's sandbox (keeping its files) after this long without calls (e.g. 30m, 90s);
+    /// the next call resumes it. Off by default; the TTL still ends sessions
+    #[arg(long, env = "DAGGER_SANDBOX_IDLE_STOP", value_parser = humantime::parse_duration)]
+    idle_stop: Option<Duration>,
 }
 
 fn parse_pool(s: &str) -> Result<(String, usize), String> {
@@ -62,6 +66,9 @@ pub async fn run(args: ServeArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode
             "--header-timeout and --body-timeout must be greater than 0"
         ));
     }
+    if args.idle_stop.is_some_and(|d| d.is_zero()) {
+        anyhow::bail!(crate::client::CodedError::new("INVALID_ARGUMENT", "--idle-stop must be greater than 0"));
+    }
     dagger_sandbox_server::run(dagger_sandbox_server::ServeOptions {
         addr: args.addr,
         state_dir,
@@ -70,6 +77,7 @@ pub async fn run(args: ServeArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode
         header_timeout: args.header_timeout,
         body_timeout: args.body_timeout,
         pools: args.pools,
+        idle_stop: args.idle_stop,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -221,6 +221,15 @@ pub(crate) trait Engine: Send + Sync {
     async fn snapshot(&self, record: crate::snapshot::Record) -> Result<crate::snapshot::Snapshot>;
     /// Frees every resource; safe to call more than once.
     async fn close(&self) -> Result<()>;
+    /// Frees CPU and memory and keeps the filesystem (`Sandbox::stop`); safe to call more than
+    /// once. By default nothing runs between calls (dagger), so there is nothing to free.
+    async fn stop(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Undoes [`stop`](Self::stop): the same filesystem, running again.
+    async fn resume(&self) -> Result<()> {
+        Ok(())
+    }
     /// Where the configured container ports are reachable on the host.
     fn ports(&self) -> Vec<PortMapping> {
         Vec::new()
@@ -333,6 +342,24 @@ pub(crate) async fn reattach(
     id: &str,
     resource_id: &str,
 ) -> Result<(Box<dyn Engine>, BTreeMap<String, String>)> {
+    reattach_with(cfg, id, resource_id, false).await
+}
+
+/// [`reattach`] that also takes back a stopped container (`Sandbox::reattach_stopped`).
+pub(crate) async fn reattach_any(
+    cfg: &ResolvedConfig,
+    id: &str,
+    resource_id: &str,
+) -> Result<(Box<dyn Engine>, BTreeMap<String, String>)> {
+    reattach_with(cfg, id, resource_id, true).await
+}
+
+async fn reattach_with(
+    cfg: &ResolvedConfig,
+    id: &str,
+    resource_id: &str,
+    stopped_ok: bool,
+) -> Result<(Box<dyn Engine>, BTreeMap<String, String>)> {
     // `auto` records no backend: a local sandbox's resource is a host path, a container's an id.
     let local = match cfg.backend {
         BackendChoice::Local => true,
@@ -355,7 +382,7 @@ pub(crate) async fn reattach(
         return Ok((Box::new(local::LocalEngine::reattach(cfg, id, resource_id)?), BTreeMap::new()));
     }
     let client = docker::connect(DOCKER_PROBE).await.map_err(|why| docker_unavailable(&why))?;
-    let mut engine = docker::DockerEngine::reattach(client, cfg, id, resource_id).await?;
+    let mut engine = docker::DockerEngine::reattach(client, cfg, id, resource_id, stopped_ok).await?;
     let env = std::mem::take(&mut engine.recorded_env);
     Ok((Box::new(engine), env))
 }

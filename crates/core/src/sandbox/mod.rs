@@ -9,9 +9,12 @@ use std::time::Duration;
 
 mod ca;
 mod caches;
+mod connected;
 mod files;
+mod lifecycle;
 mod snapshot;
 
+pub use connected::{Owner, OWNER_TOUCH_INTERVAL};
 pub use files::READ_FILE_LIMIT;
 
 use tokio::sync::mpsc;
@@ -47,6 +50,12 @@ struct Inner {
     detached: std::sync::atomic::AtomicBool,
     /// What went wrong at create without failing it.
     warnings: Mutex<Vec<String>>,
+    /// Whether the sandbox is stopped (files kept, nothing running); see `lifecycle.rs`.
+    stopped: std::sync::atomic::AtomicBool,
+    /// Serializes stop and resume.
+    lifecycle: tokio::sync::Mutex<()>,
+    /// The process that owns the sandbox, for a handle connected to it (`connected.rs`).
+    owned: std::sync::OnceLock<connected::Owned>,
 }
 
 impl Drop for Inner {
@@ -85,6 +94,14 @@ impl std::fmt::Debug for Sandbox {
             .field("resource", &self.inner.engine.resource_id())
             .finish()
     }
+}
+
+/// `INVALID_ARGUMENT` unless `id` has the form of a sandbox id.
+fn check_id(id: &str) -> Result<()> {
+    if !id.starts_with("sbx-") || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(Error::InvalidArgument(format!("{id:?} is not a sandbox id")));
+    }
+    Ok(())
 }
 
 fn new_id() -> String {
@@ -152,6 +169,9 @@ impl Sandbox {
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 detached: std::sync::atomic::AtomicBool::new(false),
                 warnings: Mutex::new(Vec::new()),
+                stopped: std::sync::atomic::AtomicBool::new(false),
+                lifecycle: tokio::sync::Mutex::new(()),
+                owned: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -221,11 +241,14 @@ impl Sandbox {
         Error::Closed { sandbox: self.inner.id.clone() }
     }
 
-    /// Runs `fut` unless the sandbox is or becomes closed, which turns it into `CLOSED`.
+    /// Runs `fut` unless the sandbox is or becomes closed, which turns it into `CLOSED`, or is
+    /// stopped (`STOPPED`).
     async fn guard<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         if self.is_closed() {
             return Err(self.closed_error());
         }
+        self.check_running()?;
+        self.touch_owner().await?;
         tokio::select! {
             biased;
             _ = self.inner.closing.cancelled() => Err(self.closed_error()),
@@ -305,6 +328,8 @@ impl Sandbox {
         };
         let started = std::time::Instant::now();
         let kind = self.inner.engine.kind();
+        // A connected handle tells the sandbox's owner a long call is running.
+        let _alive = self.keep_alive();
         let run = self.guard(self.inner.engine.start_exec(spec)).await.inspect_err(|_| {
             metrics::record_exec(kind, false, started.elapsed().as_millis() as u64);
         })?;
@@ -399,9 +424,7 @@ impl Sandbox {
     /// of a local sandbox are not recorded by the engine: they come from `config`.
     pub async fn reattach(config: SandboxConfig, id: &str, resource_id: &str) -> Result<Sandbox> {
         let cfg = config.resolve()?;
-        if !id.starts_with("sbx-") || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(Error::InvalidArgument(format!("{id:?} is not a sandbox id")));
-        }
+        check_id(id)?;
         let (engine, mut env) = backend::reattach(&cfg, id, resource_id).await?;
         // Values the config gives win over what the resource recorded.
         env.extend(cfg.env.clone());
@@ -422,6 +445,7 @@ impl Sandbox {
         if self.is_closed() {
             return Err(self.closed_error());
         }
+        self.check_running()?;
         let parent = self.clone();
         // In a task of its own, like create: a fork is never cut in half (a committed image and no
         // container to own it), and a fork that finishes after its parent closed is closed too.
@@ -458,7 +482,10 @@ impl Sandbox {
         if *done {
             return Ok(());
         }
-        self.inner.engine.close().await?;
+        // A connected handle's sandbox belongs to its owner: only the handle closes.
+        if self.inner.owned.get().is_none() {
+            self.inner.engine.close().await?;
+        }
         *done = true;
         tracing::info!(sandbox = %self.inner.id, "sandbox closed");
         Ok(())

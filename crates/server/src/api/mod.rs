@@ -61,6 +61,9 @@ fn table() -> Vec<(Method, &'static str, bool, Handler)> {
         (Method::DELETE, "/api/sandbox/{id}", true, delete(sandbox::stop_one)),
         (Method::POST, "/api/sandbox/{id}/exec", true, post(sandbox::exec)),
         (Method::POST, "/api/sandbox/{id}/extend", true, post(sandbox::extend)),
+        (Method::POST, "/api/sandbox/{id}/stop", true, post(sandbox::stop_keeping)),
+        (Method::POST, "/api/sandbox/{id}/resume", true, post(sandbox::resume)),
+        (Method::POST, "/api/sandbox/{id}/attach", true, post(sandbox::attach)),
         (Method::GET, "/api/sandbox/{id}/files", true, get(files::read)),
         // Streamed and limited by the handler itself (MAX_UPLOAD_BYTES): a body limit layer only
         // applies to buffering extractors.

@@ -1,4 +1,4 @@
-//! `/api/sandbox` and `/api/sandbox/{id}`: list, create, get, stop, exec, extend.
+//! `/api/sandbox` and `/api/sandbox/{id}`: list, create, get, delete, exec, extend, stop, resume.
 
 use std::collections::HashMap;
 
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::{flag, json_body, query, AppState};
 use crate::error::ApiError;
-use crate::sessions::{CreateRequest, ExecRequest, ExecView, SessionView, REASON_STOPPED};
+use crate::sessions::{CreateRequest, ExecRequest, ExecView, SessionView, StopCause, REASON_STOPPED};
 
 /// `GET /api/sandbox[?all=true]`.
 pub async fn list(
@@ -89,4 +89,23 @@ pub async fn extend(
 ) -> Result<Json<SessionView>, ApiError> {
     let req: ExtendRequest = json_body(&body, "extend request")?;
     Ok(Json(SessionView::from(&st.sessions.extend(&id, req.ttl_seconds).await?)))
+}
+
+/// `POST /api/sandbox/{id}/stop`: stops the sandbox and keeps it (files kept, nothing running).
+pub async fn stop_keeping(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
+    Ok(Json(SessionView::from(&st.sessions.suspend(&id, StopCause::User).await?)))
+}
+
+/// `POST /api/sandbox/{id}/resume`: starts a stopped sandbox again (and its service).
+pub async fn resume(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
+    Ok(Json(SessionView::from(&st.sessions.resume(&id).await?)))
+}
+
+/// `POST /api/sandbox/{id}/attach`: what a client needs to drive the sandbox itself (its engine
+/// resource and config); resumes one stopped for being idle.
+pub async fn attach(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let (s, config) = st.sessions.attach(&id).await?;
+    let mut v = serde_json::to_value(SessionView::from(&s)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    v["config"] = serde_json::to_value(&config).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(v))
 }

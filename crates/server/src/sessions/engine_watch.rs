@@ -25,7 +25,8 @@ impl Sessions {
     pub async fn end_if_engine_stopped(&self, id: &str) -> bool {
         let Some(live) = self.live(id) else { return false };
         let backend = live.sandbox.backend();
-        if live.stopping.load(Ordering::SeqCst) || backend == BackendKind::Dagger {
+        // A stopped sandbox's container is stopped on purpose.
+        if live.stopping.load(Ordering::SeqCst) || backend == BackendKind::Dagger || live.sandbox.is_stopped() {
             return false;
         }
         match self.inventory.find(backend, &live.sandbox.resource_id()).await {
@@ -36,8 +37,8 @@ impl Sessions {
                 return false;
             }
         }
-        // Another path (a DELETE, the reaper) may have begun stopping it meanwhile.
-        if live.stopping.load(Ordering::SeqCst) {
+        // Another path (a DELETE, the reaper, a stop that keeps it) may have begun meanwhile.
+        if live.stopping.load(Ordering::SeqCst) || live.sandbox.is_stopped() {
             return false;
         }
         live.logs.system("the sandbox's container was stopped outside the daemon");

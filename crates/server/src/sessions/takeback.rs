@@ -113,7 +113,12 @@ impl Sessions {
         if s.provider == Provider::Dagger {
             return Err(ApiError::Internal("dagger sandboxes cannot be taken back".into()));
         }
-        let sandbox = Sandbox::reattach(config, &s.id, resource).await?;
+        // A stopped session's container is stopped on purpose: taken back as it is.
+        let sandbox = if s.status == Status::Stopped {
+            Sandbox::reattach_stopped(config, &s.id, resource).await?
+        } else {
+            Sandbox::reattach(config, &s.id, resource).await?
+        };
         if let Err(e) = self.adopt(s, sandbox.clone()).await {
             // Its service did not come back: free it rather than hold a half-working session.
             let _ = sandbox.close().await;
@@ -164,7 +169,7 @@ impl Sessions {
     pub async fn adopt(self: &Arc<Self>, s: &Session, sandbox: Sandbox) -> Result<(), ApiError> {
         let meta = Meta::of(s);
         let logs = Arc::new(LogBuffer::new());
-        logs.system("daemon restarted: the session was taken back; earlier output is not available");
+        logs.system("daemon restarted: the session was taken back; earlier output of commands is not available");
         if sandbox.backend() == BackendKind::Local && !meta.env_names.is_empty() {
             // The values were never written down (a container keeps them; a directory does not).
             logs.system(format!(
@@ -173,14 +178,17 @@ impl Sessions {
             ));
         }
         let live = Live::new(sandbox.clone(), logs);
-        if let Some(cmd) = &meta.command {
+        live.pause.restore(s);
+        // A stopped sandbox's service starts again on resume.
+        if let Some(cmd) = meta.command.as_ref().filter(|_| !sandbox.is_stopped()) {
             let ports = sandbox.ports();
             let mut answering = !ports.is_empty();
             for p in &ports {
                 answering &= dagger_sandbox::engines::serves_on_loopback(p.host_port).await;
             }
             if answering {
-                live.logs.system("the service is still running; its output after the restart is not captured");
+                live.logs.system("the service is still running; its output is read again from its record");
+                super::service_output::follow(&live, true);
             } else {
                 let service = self.start_service(&live, cmd).await?;
                 *live.service.lock().unwrap_or_else(|p| p.into_inner()) = Some(service);

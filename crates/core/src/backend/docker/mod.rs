@@ -26,6 +26,7 @@ mod exec;
 mod files;
 pub(crate) mod inventory;
 mod kill;
+mod lifecycle;
 pub(crate) mod snapshot;
 pub(crate) mod volumes;
 
@@ -141,8 +142,9 @@ pub(crate) struct DockerEngine {
     spec: Spec,
     /// The snapshot image this sandbox owns (forks only); removed on close.
     owned_image: Option<String>,
-    /// Where the published ports landed on the host.
-    ports: Vec<PortMapping>,
+    /// Where the published ports landed on the host (they may move when a stopped container
+    /// starts again).
+    ports: Mutex<Vec<PortMapping>>,
     /// On reattach: the env the container was created with (its env minus its image's).
     pub(crate) recorded_env: BTreeMap<String, String>,
     /// Its execs, so a kill knows when processes outside an exec's tree can only be that exec's.
@@ -169,15 +171,22 @@ impl DockerEngine {
             container,
             spec,
             owned_image: None,
-            ports,
+            ports: Mutex::new(ports),
             recorded_env: BTreeMap::new(),
             execs: Default::default(),
         })
     }
 
     /// Takes back the running container of sandbox `id` (a handle lost with a daemon restart).
-    /// `NOT_FOUND` unless `container` exists, runs and carries the sandbox's label.
-    pub(crate) async fn reattach(docker: Docker, cfg: &ResolvedConfig, id: &str, container: &str) -> Result<Self> {
+    /// `NOT_FOUND` unless `container` exists, runs (or, with `stopped_ok`, is stopped) and carries
+    /// the sandbox's label.
+    pub(crate) async fn reattach(
+        docker: Docker,
+        cfg: &ResolvedConfig,
+        id: &str,
+        container: &str,
+        stopped_ok: bool,
+    ) -> Result<Self> {
         let gone = || Error::not_found(id, "container", container.to_string());
         let info = match docker.inspect_container(container, None).await {
             Ok(info) => info,
@@ -186,7 +195,7 @@ impl DockerEngine {
         };
         let labels = info.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
         let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
-        if labels.get(LABEL_SANDBOX).map(String::as_str) != Some(id) || !running {
+        if labels.get(LABEL_SANDBOX).map(String::as_str) != Some(id) || !(running || stopped_ok) {
             return Err(gone());
         }
         // A fork runs from a snapshot image labelled with its own id: that image is its to remove.
@@ -217,7 +226,7 @@ impl DockerEngine {
             container: info.id.unwrap_or_else(|| container.into()),
             spec,
             owned_image,
-            ports,
+            ports: Mutex::new(ports),
             recorded_env,
             execs: Default::default(),
         })
@@ -398,7 +407,15 @@ impl Engine for DockerEngine {
     }
 
     fn ports(&self) -> Vec<PortMapping> {
-        self.ports.clone()
+        self.ports.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn stop(&self) -> Result<()> {
+        lifecycle::stop(self).await
+    }
+
+    async fn resume(&self) -> Result<()> {
+        lifecycle::resume(self).await
     }
 
     async fn start_exec(&self, spec: ExecSpec) -> Result<Box<dyn RunningExec>> {
@@ -465,7 +482,7 @@ impl Engine for DockerEngine {
             container,
             spec: Spec { image: self.spec.image.clone(), ..spec },
             owned_image: Some(snap.id),
-            ports,
+            ports: Mutex::new(ports),
             recorded_env: BTreeMap::new(),
             execs: Default::default(),
         }))

@@ -59,6 +59,12 @@ impl SandboxCgroup {
         Some(ExecCgroup { dir })
     }
 
+    /// Kills every process of the sandbox's commands (background ones included) and keeps its
+    /// cgroup for later commands (a stopped sandbox).
+    pub(super) fn kill(&self) {
+        kill_all(&self.dir);
+    }
+
     /// Kills every process of the sandbox's commands (background ones included) and removes its
     /// cgroups.
     pub(super) fn kill_and_remove(&self) {

@@ -434,6 +434,18 @@ impl Engine for LocalEngine {
         self.blocking(move |fs| fs.take_snapshot(record)).await
     }
 
+    async fn stop(&self) -> Result<()> {
+        // The directory is the filesystem and stays; every process of the sandbox is ended.
+        self.blocking(|fs| {
+            if let Some(cg) = &fs.cgroup {
+                cg.kill();
+            }
+            exec::kill_sandbox_processes(&fs.id);
+            Ok(())
+        })
+        .await
+    }
+
     async fn close(&self) -> Result<()> {
         // Processes a command left running (`nohup ... &`) carry the sandbox's id: stop them first.
         self.blocking(|fs| {

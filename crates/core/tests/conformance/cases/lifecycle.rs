@@ -42,7 +42,7 @@ pub(super) async fn leftovers(h: &Harness, sb: &Sandbox) -> Vec<String> {
 }
 
 /// `leftovers` for a sandbox known only by its id and resource id (its handles are gone).
-async fn leftovers_of(h: &Harness, id: &str, resource_id: &str) -> Vec<String> {
+pub(super) async fn leftovers_of(h: &Harness, id: &str, resource_id: &str) -> Vec<String> {
     match h.kind {
         BackendKind::Local => {
             let dir = std::path::PathBuf::from(resource_id);

@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod service;
 mod snapshot;
+mod stop_resume;
 
 use escape::*;
 use exec::*;
@@ -23,6 +24,7 @@ use lifecycle::*;
 use limits::*;
 use service::*;
 use snapshot::*;
+use stop_resume::*;
 
 type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -103,6 +105,9 @@ cases! {
     Live serve_forwards_a_port_streams_output_and_stops,
     Live serve_reports_a_service_that_dies_or_never_listens,
     Live reattach_takes_back_a_sandbox_whose_handle_was_lost,
+    Live stop_ends_processes_and_resume_brings_back_files_env_and_workdir,
+    All calls_on_a_stopped_sandbox_are_stopped_and_close_still_frees_it,
+    Live a_stopped_sandbox_whose_handle_was_lost_is_taken_back_stopped,
     Docker network_is_off_by_default,
     Docker memory_and_pids_limits_are_applied,
     Live a_command_that_escapes_its_group_and_env_dies_at_its_timeout,
