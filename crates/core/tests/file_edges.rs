@@ -1,6 +1,7 @@
 //! File edges users hit, on docker and local alike: symlinks survive an import and an export as
 //! links, a copy to the host lands whole or not at all, a failing reader writes nothing, a link
-//! loop or a file written over a directory is a typed refusal that changes nothing.
+//! loop or a file written over a directory is a typed refusal that changes nothing, and so are
+//! settings and imports the API refuses.
 
 use dagger_sandbox::{
     BackendChoice, EntryKind, Error, ErrorCode, ExecOptions, RefreshOptions, Sandbox, SandboxConfig, LIST_MAX_ENTRIES,
@@ -202,5 +203,41 @@ async fn a_delete_the_container_refuses_says_why_and_keeps_the_file() {
     assert!(e.to_string().contains("rm -rf /etc/hostname exited 1"), "the message says what failed: {e}");
     assert!(e.to_string().contains("busy"), "and carries rm's reason: {e}");
     assert_eq!(sb.read_file("/etc/hostname").await.unwrap(), before, "nothing was removed");
+    sb.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_settings_and_imports_create_and_write_nothing() {
+    use std::os::unix::ffi::OsStrExt;
+    let local = || SandboxConfig::new().backend(BackendChoice::Local);
+    for (cfg, says) in [
+        (local().output_cap_bytes(63), "outputCapBytes must be at least 64"),
+        (local().owner("two\nlines"), "owner must be a non-empty single line"),
+        (local().owner(" "), "owner must be a non-empty single line"),
+    ] {
+        let e = expect_code(Sandbox::create(cfg).await, ErrorCode::InvalidArgument);
+        assert!(e.to_string().contains(says), "{e}");
+    }
+
+    let sb = create(BackendChoice::Local).await;
+    let e = expect_code(
+        sb.serve("sleep 60", dagger_sandbox::ServeOptions::new().ready_timeout(std::time::Duration::ZERO)).await,
+        ErrorCode::InvalidArgument,
+    );
+    assert!(e.to_string().contains("readyTimeout"), "{e}");
+
+    // An import of a host file (not a directory), or of a tree with a name that is not UTF-8.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("file.txt"), "x").unwrap();
+    let e = expect_code(
+        sb.refresh_from_host(host.path().join("file.txt"), "app", RefreshOptions::default()).await,
+        ErrorCode::InvalidArgument,
+    );
+    assert!(e.to_string().contains("is not a directory"), "{e}");
+    std::fs::write(host.path().join(std::ffi::OsStr::from_bytes(b"bad-\xff-name")), "x").unwrap();
+    let e =
+        expect_code(sb.refresh_from_host(host.path(), "app", RefreshOptions::default()).await, ErrorCode::InvalidPath);
+    assert!(e.to_string().contains("UTF-8"), "{e}");
+    assert!(!sb.exists("app").await.unwrap(), "a refused import writes nothing, not even its directory");
     sb.close().await.unwrap();
 }
