@@ -1,8 +1,10 @@
 //! A daemon that cannot start says why, in words that name what to change, and leaves nothing
-//! held: the state dir's lock is free again, so the corrected start right after works.
+//! held: the state dir's lock is free again, so the corrected start right after works. Also where
+//! the state dir is by default; one test, as that sets process-wide variables.
 
 use std::time::Duration;
 
+use dagger_sandbox_server::state::{default_state_dir, STATE_DIR_ENV};
 use dagger_sandbox_server::templates::TEMPLATES_FILE;
 use dagger_sandbox_server::{start, ServeOptions};
 
@@ -22,7 +24,7 @@ async fn refused(opts: ServeOptions) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_with_bad_options_says_what_to_change_and_holds_nothing() {
+async fn a_start_with_bad_options_says_what_to_change_and_holds_nothing_and_the_default_state_dir() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path();
 
@@ -60,9 +62,33 @@ async fn a_start_with_bad_options_says_what_to_change_and_holds_nothing() {
     assert!(e.contains(TEMPLATES_FILE), "a templates.json that cannot be read is named: {e}");
     std::fs::remove_dir(&file).unwrap();
 
+    // A token path that cannot be read (a directory): the error says which file.
+    std::fs::remove_file(state.join("token")).unwrap();
+    std::fs::create_dir(state.join("token")).unwrap();
+    let e = refused(options(state)).await;
+    assert!(e.contains("reading or creating the token"), "{e}");
+    std::fs::remove_dir(state.join("token")).unwrap();
+
     // Nothing of the refused starts is held: the same state dir starts now.
     let server = start(options(state)).await.expect("the corrected start works");
     assert!(server.sessions().live_count() == 0);
     server.shutdown().await;
     drop(taken);
+
+    // Where the state dir is by default (read here, after every start above).
+    std::env::set_var(STATE_DIR_ENV, "/srv/sandbox-state");
+    assert_eq!(default_state_dir(), std::path::Path::new("/srv/sandbox-state"));
+    std::env::remove_var(STATE_DIR_ENV);
+    std::env::set_var("XDG_STATE_HOME", "/xdg/state");
+    assert_eq!(default_state_dir(), std::path::Path::new("/xdg/state/dagger-sandbox"));
+    std::env::remove_var("XDG_STATE_HOME");
+    let home = std::env::var_os("HOME");
+    std::env::set_var("HOME", "");
+    let fallback = default_state_dir();
+    assert!(fallback.starts_with(std::env::temp_dir()), "{}", fallback.display());
+    assert!(fallback.display().to_string().contains("dagger-sandbox-state"), "{}", fallback.display());
+    match home {
+        Some(h) => std::env::set_var("HOME", h),
+        None => std::env::remove_var("HOME"),
+    }
 }
