@@ -63,11 +63,24 @@ def main() -> int:
     failed = []
     for spec in args.min:
         name, _, floor = spec.partition("=")
-        c, n = rows.get(name, [0, 0])
-        if pct(c, n) < float(floor):
-            failed.append(f"{name} {pct(c, n):.1f}% < {floor}%")
+        try:
+            floor_pct = float(floor)
+        except ValueError:
+            ap.error(f"--min {spec}: expected CRATE=PERCENT, e.g. core=90")
+        if name not in rows:
+            # A crate with no measured lines is a broken measurement, never a pass.
+            failed.append(f"{name}: no lines measured (no such row; rows are {', '.join(sorted(rows))})")
+            continue
+        c, n = rows[name]
+        if pct(c, n) < floor_pct:
+            short = -(-(floor_pct * n - 100 * c) // 100)  # lines more to cover to reach the floor
+            failed.append(f"{name} {pct(c, n):.1f}% of lines < floor {floor_pct:g}% ({int(short)} more lines needed)")
+        else:
+            print(f"floor ok: {name} {pct(c, n):.1f}% >= {floor_pct:g}%")
     if failed:
-        print("line coverage below its floor: " + "; ".join(failed), file=sys.stderr)
+        for f in failed:
+            print(f"line coverage below its floor: {f}", file=sys.stderr)
+        print("(`... | python3 scripts/coverage-table.py --files` lists the uncovered lines per file)", file=sys.stderr)
         return 1
     return 0
 

@@ -16,20 +16,17 @@ struct Slot {
     duration_ms_sum: AtomicU64,
 }
 
-static SLOTS: [Slot; 3] = [const { Slot::new() }, const { Slot::new() }, const { Slot::new() }];
-
-impl Slot {
-    const fn new() -> Self {
-        Slot {
-            created: AtomicU64::new(0),
-            fallbacks: AtomicU64::new(0),
-            execs: AtomicU64::new(0),
-            succeeded: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            duration_ms_sum: AtomicU64::new(0),
-        }
+// Zeroed at compile time (an inline const block, not a `const fn` that never runs after the build).
+static SLOTS: [Slot; 3] = [const {
+    Slot {
+        created: AtomicU64::new(0),
+        fallbacks: AtomicU64::new(0),
+        execs: AtomicU64::new(0),
+        succeeded: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        duration_ms_sum: AtomicU64::new(0),
     }
-}
+}; 3];
 
 const KINDS: [BackendKind; 3] = [BackendKind::Dagger, BackendKind::Docker, BackendKind::Local];
 

@@ -82,7 +82,10 @@ async fn orphans_of_a_dead_process_are_cleaned_up() {
     live.close().await.unwrap();
 }
 
-/// Starts a busybox container labelled like a sandbox whose owner label is `owner`.
+/// Creates (without starting: the sweep judges containers in any state) a busybox container
+/// labelled like a sandbox whose owner label is `owner`. Not started, because a concurrent sweep
+/// (the other test of this file, or another process on the same engine) may remove a dead
+/// owner's container between its create and a start, and a start would then fail.
 async fn plant(owner: &str) -> String {
     let docker = bollard::Docker::connect_with_defaults().unwrap();
     let labels = HashMap::from([
@@ -97,9 +100,7 @@ async fn plant(owner: &str) -> String {
         network_disabled: Some(true),
         ..Default::default()
     };
-    let c = docker.create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await.unwrap();
-    docker.start_container(&c.id, None::<bollard::query_parameters::StartContainerOptions>).await.unwrap();
-    c.id
+    docker.create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await.unwrap().id
 }
 
 async fn exists(id: &str) -> bool {

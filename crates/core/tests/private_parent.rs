@@ -1,6 +1,7 @@
 //! Local sandboxes (and local snapshots) live in per-user private directories: one that another
 //! user pre-created open to all, or swapped for a symlink, is refused with a clear error, and
-//! nothing is made in it. One test in this binary: it sets `DAGGER_SANDBOX_LOCAL_DIR` and
+//! nothing is made in it; one that cannot be made is an `IO_ERROR` naming it; `$XDG_RUNTIME_DIR`
+//! holds sandboxes by default. One test in this binary: it sets `DAGGER_SANDBOX_LOCAL_DIR` and
 //! `DAGGER_SANDBOX_SNAPSHOT_DIR` for the whole process.
 
 use std::os::unix::fs::PermissionsExt;
@@ -60,4 +61,22 @@ async fn a_shared_or_swapped_local_parent_is_refused() {
     assert_eq!(std::fs::metadata(copy).unwrap().permissions().mode() & 0o777, 0o700, "{}", copy.display());
     dagger_sandbox::Snapshot::remove(&snap.id).await.unwrap();
     sb.close().await.unwrap();
+
+    // In the way of a file: the parent cannot be made, an IO_ERROR that names it; nothing is made.
+    let blocker = t.path().join("a-file");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let e = create_in(&blocker.join("sandboxes")).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::IoError, "{e}");
+    assert!(e.to_string().contains(&blocker.join("sandboxes").display().to_string()), "the message names it: {e}");
+    assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "not a directory", "the file is untouched");
+
+    // Without DAGGER_SANDBOX_LOCAL_DIR, sandboxes go under $XDG_RUNTIME_DIR/dagger-sandbox.
+    let run = t.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::env::remove_var("DAGGER_SANDBOX_LOCAL_DIR");
+    std::env::set_var("XDG_RUNTIME_DIR", &run);
+    let sb = Sandbox::create(SandboxConfig::new().backend(BackendChoice::Local)).await.unwrap();
+    assert!(sb.resource_id().starts_with(&run.join("dagger-sandbox").display().to_string()), "{}", sb.resource_id());
+    sb.close().await.unwrap();
+    assert_eq!(std::fs::read_dir(run.join("dagger-sandbox")).unwrap().count(), 0, "close removed its directory");
 }

@@ -354,30 +354,37 @@ impl Scope {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        let mine: Vec<Arc<Held>> = {
-            let mut map = lock(&self.hub.held);
-            let ids: Vec<String> = map.iter().filter(|(_, h)| h.scope == self.id).map(|(k, _)| k.clone()).collect();
-            ids.iter().filter_map(|id| map.remove(id)).collect()
-        };
-        let id = self.id;
-        self.hub.stop_jobs(|j| j.scope == id);
-        for h in mine {
-            if let Err(e) = close_held(&h).await {
-                tracing::warn!(sandbox = h.sandbox.id(), "closing a connection's sandbox failed: {e}");
-            }
+        close_scope(&self.hub, self.id).await;
+    }
+}
+
+/// Closes what scope `id` made. A free function, not a method: the task `Scope::drop` spawns holds
+/// no `Scope`, whose own drop would spawn again (on a runtime that is shutting down, the task is
+/// dropped at once, and that recursed until the stack overflowed).
+async fn close_scope(hub: &Hub, id: u64) {
+    let mine: Vec<Arc<Held>> = {
+        let mut map = lock(&hub.held);
+        let ids: Vec<String> = map.iter().filter(|(_, h)| h.scope == id).map(|(k, _)| k.clone()).collect();
+        ids.iter().filter_map(|id| map.remove(id)).collect()
+    };
+    hub.stop_jobs(|j| j.scope == id);
+    for h in mine {
+        if let Err(e) = close_held(&h).await {
+            tracing::warn!(sandbox = h.sandbox.id(), "closing a connection's sandbox failed: {e}");
         }
     }
 }
 
 impl Drop for Scope {
     /// A connection dropped without `close_all` (an HTTP session that ended) still closes its
-    /// sandboxes, on the runtime in the background.
+    /// sandboxes, on the runtime in the background. Should that runtime be shutting down, the task
+    /// never runs; the sandboxes' own drop and `cleanup_orphans` free what it would have closed.
     fn drop(&mut self) {
-        if self.closed.load(Ordering::SeqCst) {
+        if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-        let scope = Scope { id: self.id, hub: self.hub.clone(), closed: AtomicBool::new(false) };
-        rt.spawn(async move { scope.close_all().await });
+        let (hub, id) = (self.hub.clone(), self.id);
+        rt.spawn(async move { close_scope(&hub, id).await });
     }
 }
