@@ -76,13 +76,6 @@ export declare class NativeSandbox {
   /** Frees every engine resource; idempotent. In-flight and later calls reject with `CLOSED`. */
   close(): Promise<void>
   /**
-   * Saves the files, env and workdir as a snapshot named `name` (unique) if given; secret env
-   * values are kept by name only. The sandbox keeps running.
-   */
-  snapshot(name?: string | undefined | null): Promise<SnapshotInfo>
-  /** A new sandbox from the snapshot `reference` (id or name); `options` without image or template. */
-  static fromSnapshot(reference: string, options?: SandboxOptions | undefined | null): Promise<NativeSandbox>
-  /**
    * A handle on sandbox `id`, which the daemon of `stateDir` (default: the default state dir)
    * owns. `options` applies to this handle only: `timeoutMs`, `restrictedPaths`,
    * `outputCapBytes`, `env`.
@@ -106,6 +99,13 @@ export declare class NativeSandbox {
   stop(): Promise<void>
   /** Brings a stopped sandbox back with the same files, env and workdir. Idempotent. */
   resume(): Promise<void>
+  /**
+   * Saves the files, env and workdir as a snapshot named `name` (unique) if given; secret env
+   * values are kept by name only. The sandbox keeps running.
+   */
+  snapshot(name?: string | undefined | null): Promise<SnapshotInfo>
+  /** A new sandbox from the snapshot `reference` (id or name); `options` without image or template. */
+  static fromSnapshot(reference: string, options?: SandboxOptions | undefined | null): Promise<NativeSandbox>
 }
 
 /**
