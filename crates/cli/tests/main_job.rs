@@ -160,7 +160,7 @@ fn caches_restore_an_unchanged_project_and_a_corrupt_cache_never_changes_a_verdi
     let (v, ok, why) = validate_in(&h, "express-api", &ns, &[]);
     assert!(ok, "{why}");
     assert_eq!(v["nodeModulesCache"], "miss", "{v}");
-    assert_eq!(step(&v, "install")["command"], "npm ci");
+    assert_eq!(step(&v, "install")["command"], "npm ci --no-audit --no-fund");
     // Warm: the tree is restored and the install only checks it against the lockfile.
     let (v, ok, why) = validate_in(&h, "express-api", &ns, &[]);
     assert!(ok, "{why}");
@@ -236,7 +236,7 @@ fn an_install_that_fails_on_a_broken_cache_runs_again_without_it_and_keeps_the_v
     // The verdict is the project's (its test fails), not the cache's.
     assert!(!ok && v["passed"] == false, "{why}");
     assert_eq!(step(&v, "install")["exitCode"], 0, "the install passed on its second run: {v}");
-    assert_eq!(step(&v, "install")["command"], "npm ci");
+    assert_eq!(step(&v, "install")["command"], "npm ci --no-audit --no-fund");
     assert!(v["warnings"].to_string().contains("ran again without them"), "{v}");
     assert_ne!(step(&v, "test")["exitCode"], 0);
     let mut prune = h.cmd();

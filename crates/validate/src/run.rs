@@ -78,16 +78,21 @@ pub async fn validate(mut config: SandboxConfig, plan: &Plan, opts: ValidateOpti
     if opts.caches && config.caches.is_none() {
         config = config.caches(Caches::All(true));
     }
+    // Nothing in the sandbox outlives the verdict: on Docker the engine deletes the installed tree
+    // after the container is killed, instead of the caller waiting seconds for it.
+    config = config.disposable(true);
     let say = |p: Progress| {
         if let Some(tx) = &opts.progress {
             let _ = tx.try_send(p);
         }
     };
     say(Progress::Creating);
+    let t = std::time::Instant::now();
     let sb = tokio::select! {
         r = Sandbox::create(config) => r.map_err(ValidateError::at("creating the sandbox"))?,
         _ = opts.cancel.cancelled() => return Err(ValidateError::Cancelled),
     };
+    phase("create", t);
     say(Progress::Created {
         backend: sb.backend().to_string(),
         isolation: sb.isolation().to_string(),
@@ -98,7 +103,9 @@ pub async fn validate(mut config: SandboxConfig, plan: &Plan, opts: ValidateOpti
         r = run_steps(&sb, plan, &opts, &say) => r,
         _ = opts.cancel.cancelled() => Err(ValidateError::Cancelled),
     };
+    let t = std::time::Instant::now();
     let closed = sb.close().await;
+    phase("remove", t);
     let Outcome { steps, node_modules_cache, mut warnings } = outcome?;
     closed.map_err(ValidateError::at("removing the sandbox"))?;
     warnings.splice(0..0, sb.warnings());
@@ -131,15 +138,18 @@ async fn run_steps(
 ) -> Result<Outcome, ValidateError> {
     let workdir = sb.workdir();
     say(Progress::Copying);
+    let t = std::time::Instant::now();
     sb.refresh_from_host(&plan.dir, &workdir, RefreshOptions::exclude(EXCLUDE))
         .await
         .map_err(ValidateError::at(format!("copying {} into {workdir}", plan.dir.display())))?;
+    phase("copy-in", t);
     let env = sb.env();
     let cache_vars: Vec<&str> = CacheKind::ALL.iter().map(|k| k.env_var()).filter(|v| env.contains_key(*v)).collect();
     let mut warnings = Vec::new();
     let store_key = plan.modules_key.as_deref().filter(|_| env.contains_key(STORE_ENV));
     let mut node_modules_cache = "off".to_string();
     if let Some(key) = store_key {
+        let t = std::time::Instant::now();
         node_modules_cache = match helper(sb, &modules::restore_script(key), opts).await {
             Ok(said) if said == "hit" || said == "miss" => said,
             Ok(said) => {
@@ -153,6 +163,7 @@ async fn run_steps(
                 "miss".into()
             }
         };
+        phase("restore", t);
     }
     let mut reports = Vec::new();
     let mut saving = None;
@@ -160,7 +171,9 @@ async fn run_steps(
         let install = step.name == "install";
         let warm = install && node_modules_cache == "hit";
         let command = if warm { modules::WARM_INSTALL.to_string() } else { step.command.clone() };
+        let t = std::time::Instant::now();
         let mut report = run_step(sb, step.name, &command, opts, say).await?;
+        phase(step.name, t);
         if install && !report.passed() && !cache_vars.is_empty() && !report.timed_out {
             // A full, corrupt or locked cache must not decide the verdict: the install runs again
             // from scratch, with fresh private caches, and that run's outcome counts.
@@ -180,7 +193,12 @@ async fn run_steps(
                 // Saved while the tests run: the tree is complete once the install passed.
                 let (sb, script) = (sb.clone(), modules::save_script(key, store_mb()));
                 let opts = ExecOptions::new().timeout(opts.step_timeout).cancel(opts.cancel.clone());
-                saving = Some(tokio::spawn(async move { sb.exec(&script, opts).await }));
+                saving = Some(tokio::spawn(async move {
+                    let t = std::time::Instant::now();
+                    let r = sb.exec(&script, opts).await;
+                    phase("save", t);
+                    r
+                }));
             }
         }
         let passed = report.passed();
@@ -191,7 +209,10 @@ async fn run_steps(
         }
     }
     if let Some(task) = saving {
-        match task.await {
+        let t = std::time::Instant::now();
+        let saved = task.await;
+        phase("save-wait", t);
+        match saved {
             Ok(Ok(r)) if r.exit_code == 0 => {}
             Ok(Ok(r)) => warnings.push(format!("the node_modules cache was not saved: {}", r.stderr.trim())),
             Ok(Err(e)) => warnings.push(format!("the node_modules cache was not saved: {e}")),
@@ -199,6 +220,12 @@ async fn run_steps(
         }
     }
     Ok(Outcome { steps: reports, node_modules_cache, warnings })
+}
+
+/// Logs how long a phase of the validation took (`RUST_LOG=dagger_sandbox_validate=debug`), so
+/// the time of a slow validation can be placed.
+fn phase(name: &str, since: std::time::Instant) {
+    tracing::debug!(phase = name, ms = since.elapsed().as_millis() as u64, "validate phase done");
 }
 
 /// The store's size bound in MiB: `DAGGER_SANDBOX_NODE_MODULES_CACHE_MB`, else the default.
