@@ -1,5 +1,6 @@
-//! `serve --pool TEMPLATE=N`: a create of just that template gets a sandbox started ahead (counted
-//! in `/metrics`), any other create a fresh one; shutdown removes what the pool still holds.
+//! `serve --pool TEMPLATE=N` and `"pool": N` in templates.json: a create of just that template gets
+//! a sandbox started ahead (counted in `/metrics`), any other create a fresh one; shutdown removes
+//! what the pool still holds.
 
 mod common;
 
@@ -72,4 +73,35 @@ async fn a_plain_template_create_is_served_from_the_pool_and_shutdown_removes_th
     }
     d.server.shutdown().await;
     assert_eq!(owned_containers(&owner).await, 0, "shutdown removed the pooled sandbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_named_in_templates_json_fills_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("templates.json"), json!({"bb": {"image": BUSYBOX, "pool": 1}}).to_string())
+        .unwrap();
+    let server = start(ServeOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        state_dir: dir.path().to_path_buf(),
+        reap_interval: Duration::from_secs(300),
+        ..Default::default()
+    })
+    .await
+    .expect("daemon starts");
+    let d = Daemon { server, http: reqwest::Client::new() };
+    let owner = d.owner();
+    let until = Instant::now() + Duration::from_secs(60);
+    while owned_containers(&owner).await < 1 {
+        assert!(Instant::now() < until, "the pool from templates.json did not fill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The container runs a moment before the pool has finished making the sandbox.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, s) = d.call(Method::POST, "/api/sandbox", Some(json!({"template": "bb"}))).await;
+    assert_eq!(status, 201, "{s}");
+    assert_eq!(pool_hits(&d).await, 1, "the create was served from the pool");
+    let (status, _) = d.call(Method::DELETE, &format!("/api/sandbox/{}", s["id"].as_str().unwrap()), None).await;
+    assert!(status < 300, "{status}");
+    d.server.shutdown().await;
+    assert_eq!(owned_containers(&owner).await, 0, "shutdown removed the pooled sandboxes");
 }
