@@ -28,15 +28,19 @@ async fn owned_containers(owner: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plain_template_create_is_served_from_the_pool_and_shutdown_removes_the_rest() {
+/// A daemon whose `templates.json` is `templates`, started with `pools` (`serve --pool`), once
+/// its pool holds a ready sandbox. The tempdir is its state dir.
+async fn daemon_with_a_full_pool(
+    templates: serde_json::Value,
+    pools: Vec<(String, usize)>,
+) -> (Daemon, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("templates.json"), json!({"bb": {"image": BUSYBOX}}).to_string()).unwrap();
+    std::fs::write(dir.path().join("templates.json"), templates.to_string()).unwrap();
     let server = start(ServeOptions {
         addr: "127.0.0.1:0".parse().unwrap(),
         state_dir: dir.path().to_path_buf(),
         reap_interval: Duration::from_secs(300),
-        pools: vec![("bb".into(), 1)],
+        pools,
         ..Default::default()
     })
     .await
@@ -48,7 +52,15 @@ async fn a_plain_template_create_is_served_from_the_pool_and_shutdown_removes_th
         assert!(Instant::now() < until, "the pool did not fill");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The container runs a moment before the pool has finished making the sandbox.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (d, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_template_create_is_served_from_the_pool_and_shutdown_removes_the_rest() {
+    let (d, _dir) = daemon_with_a_full_pool(json!({"bb": {"image": BUSYBOX}}), vec![("bb".into(), 1)]).await;
+    let owner = d.owner();
     // Just the template: from the pool.
     let (status, s) = d.call(Method::POST, "/api/sandbox", Some(json!({"template": "bb"}))).await;
     assert_eq!(status, 201, "{s}");
@@ -77,26 +89,8 @@ async fn a_plain_template_create_is_served_from_the_pool_and_shutdown_removes_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_named_in_templates_json_fills_without_the_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("templates.json"), json!({"bb": {"image": BUSYBOX, "pool": 1}}).to_string())
-        .unwrap();
-    let server = start(ServeOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        state_dir: dir.path().to_path_buf(),
-        reap_interval: Duration::from_secs(300),
-        ..Default::default()
-    })
-    .await
-    .expect("daemon starts");
-    let d = Daemon { server, http: reqwest::Client::new() };
+    let (d, _dir) = daemon_with_a_full_pool(json!({"bb": {"image": BUSYBOX, "pool": 1}}), vec![]).await;
     let owner = d.owner();
-    let until = Instant::now() + Duration::from_secs(60);
-    while owned_containers(&owner).await < 1 {
-        assert!(Instant::now() < until, "the pool from templates.json did not fill");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The container runs a moment before the pool has finished making the sandbox.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, s) = d.call(Method::POST, "/api/sandbox", Some(json!({"template": "bb"}))).await;
     assert_eq!(status, 201, "{s}");
     assert_eq!(pool_hits(&d).await, 1, "the create was served from the pool");
