@@ -12,7 +12,7 @@ from ._session import Options
 from ._sync_transport import SyncTransport
 from .errors import SandboxError
 from .sandbox import Sandbox
-from .types import PathLike, SandboxInfo, ValidateReport
+from .types import CaCertificates, Caches, PathLike, SandboxInfo, ValidateReport
 
 
 class Client(SyncTransport):
@@ -71,15 +71,26 @@ class Client(SyncTransport):
 
     # ---- sandboxes ----------------------------------------------------------------------------
 
-    def create(self, config: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> Sandbox:
+    def create(
+        self,
+        config: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        ca_certificates: Optional[CaCertificates] = None,
+        caches: Optional[Caches] = None,
+        **kwargs: Any,
+    ) -> Sandbox:
         """Creates a sandbox (``sandbox/create``); a ``with`` block on it closes it.
 
         Config keys are those of ``docs/configuration.md`` (``backend``, ``image``, ``template``,
         ``workdir``, ``timeout_ms``, ``env``, ``restricted_paths``, ``network``, ...), in ``config``
         or as keyword arguments, snake_case or camelCase. Unknown keys raise
-        :class:`InvalidParamsError`.
+        :class:`InvalidParamsError`. Typed: ``ca_certificates`` (:data:`HOST_CA` or PEM file paths,
+        for networks that intercept TLS) and ``caches`` (``True`` or kinds from :data:`CACHE_KINDS`);
+        a missing CA file or an unknown cache raises :class:`InvalidArgumentError`.
         """
-        return self._adopt(self.request("sandbox/create", _wire.create_params(config, kwargs)))
+        params = _wire.create_params(config, {**kwargs, **_wire.typed_config(ca_certificates, caches)})
+        return self._adopt(self.request("sandbox/create", params))
 
     def validate_project(
         self,
@@ -90,6 +101,8 @@ class Client(SyncTransport):
         install: Optional[str] = None,
         test: Optional[str] = None,
         step_timeout_ms: Optional[int] = None,
+        ca_certificates: Optional[CaCertificates] = None,
+        caches: Optional[Caches] = None,
         **kwargs: Any,
     ) -> ValidateReport:
         """The main job in one call (``project/validate``): a fresh sandbox, the host project copied
@@ -97,7 +110,8 @@ class Client(SyncTransport):
         / ``npm test`` with a ``package.json``; ``""`` skips a step), the sandbox removed. A failing
         step is a report with ``passed`` false; a project that cannot be run raises
         :class:`InvalidArgumentError`. Config keys as for :meth:`create`."""
-        params = _wire.validate_params(project_dir, install, test, step_timeout_ms, config, kwargs)
+        typed = _wire.typed_config(ca_certificates, caches)
+        params = _wire.validate_params(project_dir, install, test, step_timeout_ms, config, {**kwargs, **typed})
         return ValidateReport.from_wire(self.request("project/validate", params))
 
     @property
