@@ -4,13 +4,25 @@
 use std::time::Duration;
 
 use dagger_sandbox::{
-    CacheKind, Caches, CancellationToken, ErrorCode, ExecOptions, OutputChunk, RefreshOptions, Sandbox, SandboxConfig,
+    BackendKind, CacheKind, Caches, CancellationToken, ErrorCode, ExecOptions, OutputChunk, RefreshOptions, Sandbox,
+    SandboxConfig,
 };
 use tokio::sync::mpsc;
 
 use crate::modules::{self, STORE_ENV};
 use crate::report::{tail, Report, StepReport, TAIL_CHARS, TAIL_LINES};
 use crate::{Plan, ValidateError, EXCLUDE};
+
+/// Where the cache variables point once an install failed with the shared caches mounted: fresh
+/// directories of this sandbox, for the install's second run and every step after it. On the
+/// local backend `/tmp` is the host's, so they go in the sandbox's own directory (removed with it).
+fn private_caches(sb: &Sandbox) -> String {
+    if sb.backend() == BackendKind::Local {
+        format!("{}/.dagger-sandbox-private-caches", sb.resource_id())
+    } else {
+        "/tmp/dagger-sandbox-private-caches".to_string()
+    }
+}
 
 /// How a validation runs; every field has a default.
 #[derive(Debug, Clone)]
@@ -181,11 +193,12 @@ async fn run_steps(
                 "the install step failed (exit {}) with the shared dependency caches; it ran again without them",
                 report.exit_code
             ));
-            let mut fresh = String::from("d=$(mktemp -d) && export");
-            for var in &cache_vars {
-                fresh.push_str(&format!(" {var}=\"$d/{var}\""));
-            }
-            fresh.push_str(" && find . -name node_modules -prune -type d -exec rm -rf {} + ; ");
+            // Every later step stays off the shared caches too: npm writes its logs into its cache,
+            // so a test step on a full cache would fail with ENOSPC and turn a pass into a fail.
+            let dir = private_caches(sb);
+            sb.with_envs(cache_vars.iter().map(|var| (*var, format!("{dir}/{var}"))))
+                .map_err(ValidateError::at("switching to private caches"))?;
+            let fresh = format!("mkdir -p '{dir}' && find . -name node_modules -prune -type d -exec rm -rf {{}} + ; ");
             report = run_step(sb, step.name, &(fresh + &step.command), opts, say).await?;
             report.command = step.command.clone();
         } else if install && report.passed() && node_modules_cache == "miss" {
