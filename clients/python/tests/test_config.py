@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -70,5 +71,11 @@ def test_a_docker_sandbox_trusts_the_ca_and_mounts_the_caches(
             assert report.passed, report
             assert report.steps[0].stdout_tail.startswith("-----BEGIN CERTIFICATE-----"), report
         finally:
-            if shutil.which("docker"):
-                subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True, timeout=60)
+            # validate_project's container is removed by the engine just after the verdict, and
+            # the volume is free only once it is gone.
+            deadline = time.monotonic() + 60
+            while shutil.which("docker") and time.monotonic() < deadline:
+                rm = subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True, timeout=60)
+                if rm.returncode == 0:
+                    break
+                time.sleep(0.2)
