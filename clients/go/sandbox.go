@@ -5,6 +5,7 @@ package daggersandbox
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -33,13 +34,64 @@ type Config struct {
 	// Client, if set, is the bridge to use (BridgePath is then ignored); by default the bridge
 	// is shared by every sandbox of the program (see the package doc).
 	Client *Client
+	// CACertificates are certificate authorities the sandbox trusts besides its image's, for
+	// networks that intercept TLS with their own CA: []string{HostCA} (the host's system
+	// bundle) or PEM file paths on the host (relative ones from BaseDir). nil keeps the default ($DAGGER_SANDBOX_CA_CERTIFICATES,
+	// else none); an empty non-nil slice turns that default off. A path that does not exist, or
+	// HostCA mixed with paths, is ErrInvalidArgument.
+	CACertificates []string
+	// Caches are the dependency caches to mount, from CacheKinds (shared by this user's
+	// sandboxes, see docs/configuration.md). nil keeps the default: none for a sandbox, all for
+	// ValidateProject; an empty non-nil slice mounts none. An unknown kind is ErrInvalidArgument.
+	Caches []string
 	// Settings are further keys of the sandbox config, as docs/configuration.md spells them
-	// ("network": true, "memoryMb": 4096, "restrictedPaths": [...], "env": {...}, ...).
+	// ("network": true, "memoryMb": 4096, "restrictedPaths": [...], "env": {...}, ...). The
+	// typed fields above win over the same keys here.
 	Settings map[string]any
 	// Persistent creates the sandbox through the daemon (started when none runs), so it outlives
 	// this program; reach it again with Connect. Close then frees only the handle (Delete deletes).
 	// Settings "stateDir" and "ttlSeconds" go to the daemon.
 	Persistent bool
+}
+
+// HostCA in Config.CACertificates trusts the host's system certificate bundle ($SSL_CERT_FILE,
+// else /etc/ssl/certs/ca-certificates.crt).
+const HostCA = "host"
+
+// CacheKinds are the dependency caches Config.Caches may name.
+var CacheKinds = []string{"npm", "pnpm", "yarn", "pip", "node-modules"}
+
+// configParams is the sandbox config as the bridge takes it: Settings, then the typed fields.
+func (cfg *Config) configParams(method string) (map[string]any, error) {
+	params := map[string]any{}
+	for k, v := range cfg.Settings {
+		params[k] = v
+	}
+	params["backend"] = cfg.Backend
+	params["image"] = cfg.Image
+	if cfg.CACertificates != nil {
+		switch {
+		case len(cfg.CACertificates) == 1 && cfg.CACertificates[0] == HostCA:
+			params["caCertificates"] = HostCA
+		default:
+			paths := make([]string, 0, len(cfg.CACertificates))
+			for _, p := range cfg.CACertificates {
+				if p == HostCA {
+					return nil, newError(CodeInvalidArgument, method, nil,
+						"CACertificates: HostCA cannot be mixed with file paths; give []string{HostCA} or paths")
+				}
+				if cfg.BaseDir != "" && !filepath.IsAbs(p) {
+					p = filepath.Join(cfg.BaseDir, p)
+				}
+				paths = append(paths, absolute(p))
+			}
+			params["caCertificates"] = paths
+		}
+	}
+	if cfg.Caches != nil {
+		params["caches"] = append([]string{}, cfg.Caches...)
+	}
+	return params, nil
 }
 
 // DaggerSandbox is one isolated sandbox. Its methods are safe for concurrent use.
@@ -97,12 +149,10 @@ func (c *Client) newSandbox(ctx context.Context, cfg Config) (*DaggerSandbox, er
 		}
 		cfg.BaseDir = absolute(cfg.BaseDir)
 	}
-	params := map[string]any{}
-	for k, v := range cfg.Settings {
-		params[k] = v
+	params, err := cfg.configParams("sandbox/create")
+	if err != nil {
+		return nil, err
 	}
-	params["backend"] = cfg.Backend
-	params["image"] = cfg.Image
 	params["timeoutMs"] = cfg.ExecuteTimeout * 1000
 	if cfg.Persistent {
 		params["persistent"] = true

@@ -68,12 +68,10 @@ func ValidateProject(ctx context.Context, cfg Config, projectDir string, opts Va
 	if cfg.Backend == "" {
 		cfg.Backend = "auto"
 	}
-	config := map[string]any{}
-	for k, v := range cfg.Settings {
-		config[k] = v
+	config, err := cfg.configParams("project/validate")
+	if err != nil {
+		return nil, err
 	}
-	config["backend"] = cfg.Backend
-	config["image"] = cfg.Image
 	if cfg.ExecuteTimeout > 0 {
 		config["timeoutMs"] = cfg.ExecuteTimeout * 1000
 	}

@@ -134,7 +134,7 @@ fn the_npm_defaults_run_the_package_scripts_on_the_local_backend() {
     assert_eq!(v["passed"], true, "{v}");
     assert_eq!(v["backend"], "local");
     assert_eq!(v["isolation"], "process");
-    assert_eq!(v["steps"][0]["command"], "npm install");
+    assert_eq!(v["steps"][0]["command"], "npm install --no-audit --no-fund");
     assert_eq!(v["steps"][1]["command"], "npm test");
     assert!(stderr(&out).contains("without container isolation"), "the local backend says so: {}", describe(&out));
 

@@ -147,6 +147,14 @@ pub struct SandboxConfig {
     /// Dependency caches shared by this user's sandboxes: `true` (all), `false` (default) or a
     /// list of `npm`, `pnpm`, `yarn`, `pip`, `node-modules`; see `docs/configuration.md`.
     pub caches: Option<Caches>,
+    /// Docker: nothing in the sandbox outlives `close` (a validation's copy of a project). Its
+    /// container is made with the engine's auto-remove, so `close` returns as soon as the
+    /// container's processes are killed and the engine deletes its files afterwards, even when this
+    /// process exits first; a crash before that leaves a labelled container for the orphan sweep.
+    /// A container whose init dies is removed with its files at once, so this is for sandboxes
+    /// whose files need no rescue. Not a config-file key (default false); other backends ignore it.
+    #[serde(skip)]
+    pub disposable: bool,
 }
 
 impl SandboxConfig {
@@ -281,6 +289,13 @@ impl SandboxConfig {
         self
     }
 
+    /// Makes the sandbox disposable (see [`disposable`](Self::disposable)): on Docker, `close`
+    /// hands the deletion of its files to the engine instead of waiting for it.
+    pub fn disposable(mut self, on: bool) -> Self {
+        self.disposable = on;
+        self
+    }
+
     /// Checks every value and fills in defaults, reading host variables for `envPassthrough`.
     pub(crate) fn resolve(&self) -> Result<ResolvedConfig> {
         let tpl = match &self.template {
@@ -372,6 +387,7 @@ impl SandboxConfig {
             dagger_connect_timeout: Duration::from_millis(dagger_connect_ms),
             ca,
             caches: self.caches.as_ref().map(Caches::kinds).unwrap_or_default(),
+            disposable: self.disposable,
         })
     }
 }
@@ -403,6 +419,8 @@ pub(crate) struct ResolvedConfig {
     pub ca: Option<ResolvedCa>,
     /// The dependency caches to mount.
     pub caches: Vec<CacheKind>,
+    /// Whether the engine may delete the files after `close` returns (Docker auto-remove).
+    pub disposable: bool,
 }
 
 /// Refuses a variable name or value that no engine could pass on intact.

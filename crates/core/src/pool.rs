@@ -18,6 +18,8 @@ use crate::Sandbox;
 
 /// The longest the refill waits after a failed create before trying again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long shutdown waits for a create in flight to finish, so it can close that sandbox too.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
 
 /// Sandboxes of one config, created ahead of time.
 pub struct Pool {
@@ -26,6 +28,8 @@ pub struct Pool {
     ready: Mutex<VecDeque<Sandbox>>,
     wake: Arc<Notify>,
     stop: CancellationToken,
+    /// The refill loop; shutdown waits for it, so a sandbox it is making is closed too.
+    refilling: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -49,8 +53,10 @@ impl Pool {
             ready: Mutex::new(VecDeque::new()),
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
+            refilling: Mutex::new(None),
         });
-        tokio::spawn(refill(Arc::downgrade(&pool), pool.stop.clone()));
+        let task = tokio::spawn(refill(Arc::downgrade(&pool), pool.stop.clone()));
+        *pool.refilling.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         Ok(pool)
     }
 
@@ -84,9 +90,16 @@ impl Pool {
         }
     }
 
-    /// Stops refilling and closes every sandbox still in the pool.
+    /// Stops refilling and closes every sandbox still in the pool, and the one a refill was
+    /// making (waited for up to a minute).
     pub async fn shutdown(&self) {
         self.stop.cancel();
+        let task = self.refilling.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            if tokio::time::timeout(SHUTDOWN_WAIT, task).await.is_err() {
+                tracing::warn!("a pooled sandbox was still being made at shutdown; its Drop frees it");
+            }
+        }
         let held: Vec<Sandbox> = self.ready.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
         for sb in held {
             if let Err(e) = sb.close().await {
@@ -119,10 +132,9 @@ async fn refill(pool: std::sync::Weak<Pool>, stop: CancellationToken) {
         }
         let config = p.config.clone();
         drop(p);
-        let made = tokio::select! {
-            r = Sandbox::create(config) => r,
-            _ = stop.cancelled() => return,
-        };
+        // A stop does not abandon a create in flight: the sandbox it makes is closed below, so a
+        // shutdown that waits for this loop leaves nothing running.
+        let made = Sandbox::create(config).await;
         match (made, pool.upgrade()) {
             (Ok(sb), Some(p)) if !stop.is_cancelled() => {
                 backoff = Duration::from_millis(500);

@@ -1,11 +1,15 @@
 //! A process that dies without closing its sandboxes leaves labelled resources behind, and
-//! `cleanup_orphans` removes them, without touching the sandboxes of live processes.
+//! `cleanup_orphans` removes them, without touching the sandboxes of live processes. Disposable
+//! sandboxes (`SandboxConfig::disposable`, what `validate` uses) are killed by `close` and removed
+//! by the engine afterwards, so nothing is left even when the process exits right after `close`;
+//! a reattached container is ended the way it was made, whatever the config says now.
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
-use dagger_sandbox::{cleanup_orphans, BackendChoice, Sandbox, SandboxConfig, LABEL_SANDBOX};
+use dagger_sandbox::{cleanup_orphans, BackendChoice, ExecOptions, Sandbox, SandboxConfig, LABEL_SANDBOX};
 
 const IMAGE: &str = "dagger-sandbox-test/busybox:latest";
 
@@ -148,4 +152,114 @@ async fn sandboxes_of_owners_this_process_cannot_judge_are_left_alone() {
     assert_eq!(kept, (true, true, true), "owners of another namespace, host or format are left alone: {report:?}");
     assert!(removed, "a dead owner of this namespace and host is an orphan: {report:?}");
     assert!(report.unjudged >= 3, "{report:?}");
+}
+
+fn docker_ready(test: &str) -> bool {
+    let ok = Command::new("docker").args(["image", "inspect", IMAGE]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("DAGGER_SANDBOX_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!("DAGGER_SANDBOX_REQUIRE_DOCKER=1 but Docker or {IMAGE} is missing");
+        }
+        eprintln!("SKIPPED {test}: no Docker engine or test image (run scripts/engine.sh)");
+    }
+    ok
+}
+
+fn disposable_config() -> SandboxConfig {
+    SandboxConfig::new().backend(BackendChoice::Docker).image(IMAGE).workdir("/w")
+}
+
+/// Whether sandbox `id`'s container is gone within a minute (the engine deletes its files first).
+async fn gone_within_a_minute(id: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if containers_of(id).await == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Run in a child process by the test below: makes a disposable sandbox with a few thousand files,
+/// prints its id, then closes it (`CLOSE=1`) or not, and exits at once.
+#[tokio::test]
+#[ignore = "helper: run as a child process by a_disposable_sandbox_is_removed_by_the_engine_after_its_process_exits"]
+async fn disposable_child_helper() {
+    let sb = Sandbox::create(disposable_config().disposable(true)).await.unwrap();
+    let made = sb
+        .exec(
+            "for d in $(seq 1 40); do mkdir -p t/$d; for f in $(seq 1 50); do echo x > t/$d/$f; done; done",
+            ExecOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.exit_code, 0, "{made:?}");
+    println!("DISPOSABLE {}", sb.id());
+    if std::env::var("CLOSE").as_deref() == Ok("1") {
+        sb.close().await.unwrap();
+    }
+    std::process::exit(0);
+}
+
+fn child(close: bool) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "disposable_child_helper", "--nocapture"])
+        .env("CLOSE", if close { "1" } else { "0" })
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("DISPOSABLE "))
+        .unwrap_or_else(|| panic!("child printed no id: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    line["DISPOSABLE ".len()..].trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disposable_sandbox_is_removed_by_the_engine_after_its_process_exits() {
+    if !docker_ready("a_disposable_sandbox_is_removed_by_the_engine_after_its_process_exits") {
+        return;
+    }
+    // Closed, then the process exits at once: the engine finishes the removal by itself.
+    let closed = child(true);
+    assert!(gone_within_a_minute(&closed).await, "the engine removes a closed disposable sandbox");
+
+    // Never closed (a crash): the container keeps running with its labels, and the sweep removes it.
+    let crashed = child(false);
+    assert_eq!(containers_of(&crashed).await, 1, "a sandbox whose process died is left running");
+    cleanup_orphans().await.unwrap();
+    assert!(gone_within_a_minute(&crashed).await, "the orphan sweep removes it");
+
+    // In this process: close ends the sandbox (CLOSED afterwards), and the container goes.
+    let sb = Sandbox::create(disposable_config().disposable(true)).await.unwrap();
+    sb.close().await.unwrap();
+    let err = sb.exec("true", ExecOptions::new()).await.unwrap_err();
+    assert_eq!(err.code().as_str(), "CLOSED");
+    assert!(gone_within_a_minute(sb.id()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reattached_container_is_ended_the_way_it_was_made() {
+    if !docker_ready("a_reattached_container_is_ended_the_way_it_was_made") {
+        return;
+    }
+    // Made as a plain sandbox, taken back with a config that says disposable: close must still
+    // remove it (a kill alone would leave a stopped container behind).
+    let sb = Sandbox::create(disposable_config()).await.unwrap();
+    sb.detach();
+    let (id, resource) = (sb.id().to_string(), sb.resource_id());
+    drop(sb);
+    let back = Sandbox::reattach(disposable_config().disposable(true), &id, &resource).await.unwrap();
+    back.close().await.unwrap();
+    assert_eq!(containers_of(&id).await, 0, "a plain sandbox is gone when close returns");
+
+    // Made disposable, taken back with a plain config: the engine still removes it after close.
+    let sb = Sandbox::create(disposable_config().disposable(true)).await.unwrap();
+    sb.detach();
+    let (id, resource) = (sb.id().to_string(), sb.resource_id());
+    drop(sb);
+    let back = Sandbox::reattach(disposable_config(), &id, &resource).await.unwrap();
+    back.close().await.unwrap();
+    assert!(gone_within_a_minute(&id).await);
 }

@@ -218,6 +218,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let token = state::load_or_create_token(&state_dir)
         .with_context(|| format!("reading or creating the token in {}", state_dir.display()))?;
     let templates = templates::load(&state_dir)?;
+    let pools = templates.pools(&opts.pools);
     let openapi = Arc::new(openapi::document(&templates.names()));
     let db = state::db_path(&state_dir);
     let store = tokio::task::spawn_blocking(move || dagger_sandbox_store::Store::open(&db))
@@ -227,7 +228,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let sessions = Sessions::new(store, owner, templates);
     let reconciled = reconcile::reconcile(&sessions).await.context("reconciling sessions with the engine")?;
     // After reconcile: it would remove the pooled sandboxes, which belong to no session.
-    sessions.start_pools(&opts.pools).map_err(|e| anyhow::anyhow!("{e}"))?;
+    sessions.start_pools(&pools).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {

@@ -1,5 +1,6 @@
-//! Named session defaults (image, working directory, ports): the core's built-in templates, overridden
-//! and extended by `<state-dir>/templates.json`, so a team can point `node` at its own image.
+//! Named session defaults (image, working directory, ports, warm pool size): the core's built-in
+//! templates, overridden and extended by `<state-dir>/templates.json`, so a team can point `node` at
+//! its own image and keep sandboxes of it started ahead.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 /// Name of the override file in the state directory.
 pub const TEMPLATES_FILE: &str = "templates.json";
+
+/// The largest warm pool a template may ask for (as `serve --pool`).
+pub const MAX_POOL: usize = 64;
 
 /// Working directory of a daemon session when neither the request nor its template names one.
 pub const DEFAULT_WORKING_DIRECTORY: &str = "/app";
@@ -24,6 +28,10 @@ pub struct Template {
     pub working_directory: String,
     /// Ports forwarded when a session runs a command and names no ports itself.
     pub ports: Vec<u16>,
+    /// Sandboxes of this template the daemon keeps started ahead (`"pool": N`; 0, the default,
+    /// keeps none). `serve --pool TEMPLATE=N` wins over it.
+    #[serde(default)]
+    pub pool: usize,
 }
 
 /// One entry of `templates.json`; every key is optional and overrides the built-in template of
@@ -34,6 +42,7 @@ struct Override {
     image: Option<String>,
     working_directory: Option<String>,
     ports: Option<Vec<u16>>,
+    pool: Option<usize>,
 }
 
 /// Why `templates.json` could not be used.
@@ -94,6 +103,7 @@ impl Templates {
                     image: t.image.to_string(),
                     working_directory: t.workdir.to_string(),
                     ports: builtin_ports(t.name),
+                    pool: 0,
                 };
                 (tpl.name.clone(), tpl)
             })
@@ -116,7 +126,9 @@ impl Templates {
     /// These templates with the JSON object `text` applied over them.
     fn with_overrides(mut self, text: &str) -> Result<Self, String> {
         let overrides: BTreeMap<String, Override> = serde_json::from_str(text).map_err(|e| {
-            format!("{e}; expected {{\"<name>\": {{\"image\": \"...\", \"workingDirectory\": \"/app\", \"ports\": [3000]}}}}")
+            format!(
+                "{e}; expected {{\"<name>\": {{\"image\": \"...\", \"workingDirectory\": \"/app\", \"ports\": [3000], \"pool\": 2}}}}"
+            )
         })?;
         for (name, o) in overrides {
             if name.trim().is_empty() {
@@ -142,7 +154,11 @@ impl Templates {
             if ports.contains(&0) {
                 return Err(format!("template {name:?}: ports must be 1-65535"));
             }
-            self.by_name.insert(name.clone(), Template { name, image, working_directory, ports });
+            let pool = o.pool.or_else(|| base.as_ref().map(|b| b.pool)).unwrap_or(0);
+            if pool > MAX_POOL {
+                return Err(format!("template {name:?}: pool must be 0-{MAX_POOL}, got {pool}"));
+            }
+            self.by_name.insert(name.clone(), Template { name, image, working_directory, ports, pool });
         }
         Ok(self)
     }
@@ -155,6 +171,15 @@ impl Templates {
     /// Every template, by name.
     pub fn iter(&self) -> impl Iterator<Item = &Template> {
         self.by_name.values()
+    }
+
+    /// The warm pools to start: each template's `pool`, with `flags` (`serve --pool`) winning for
+    /// the templates they name (`=0` turns a file's pool off), sorted by template.
+    pub fn pools(&self, flags: &[(String, usize)]) -> Vec<(String, usize)> {
+        let mut pools: BTreeMap<String, usize> =
+            self.by_name.values().filter(|t| t.pool > 0).map(|t| (t.name.clone(), t.pool)).collect();
+        pools.extend(flags.iter().cloned());
+        pools.into_iter().filter(|(_, n)| *n > 0).collect()
     }
 
     /// The known names, for error messages.
@@ -198,6 +223,22 @@ mod tests {
     }
 
     #[test]
+    fn pools_come_from_the_file_and_the_flag_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().pools(&[]).is_empty(), "no pool unless asked");
+        std::fs::write(
+            dir.path().join(TEMPLATES_FILE),
+            r#"{"node": {"pool": 2}, "python": {"pool": 0}, "go": {"image": "golang:1", "pool": 1}}"#,
+        )
+        .unwrap();
+        let t = load(dir.path()).unwrap();
+        assert_eq!(t.get("node").unwrap().pool, 2);
+        assert_eq!(t.pools(&[]), vec![("go".to_string(), 1), ("node".to_string(), 2)]);
+        let flags = [("node".to_string(), 5), ("base".to_string(), 1), ("go".to_string(), 0)];
+        assert_eq!(t.pools(&flags), vec![("base".to_string(), 1), ("node".to_string(), 5)]);
+    }
+
+    #[test]
     fn a_bad_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         for (text, needle) in [
@@ -205,6 +246,8 @@ mod tests {
             (r#"{"node": {"imgae": "x"}}"#, "imgae"),
             (r#"{"rust": {"ports": [1]}}"#, "needs an \"image\""),
             (r#"{"node": {"workingDirectory": "app"}}"#, "absolute"),
+            (r#"{"node": {"pool": 65}}"#, "pool must be 0-64"),
+            (r#"{"node": {"pool": -1}}"#, "invalid value"),
         ] {
             std::fs::write(dir.path().join(TEMPLATES_FILE), text).unwrap();
             let err = load(dir.path()).unwrap_err();

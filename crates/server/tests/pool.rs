@@ -1,5 +1,6 @@
-//! `serve --pool TEMPLATE=N`: a create of just that template gets a sandbox started ahead (counted
-//! in `/metrics`), any other create a fresh one; shutdown removes what the pool still holds.
+//! `serve --pool TEMPLATE=N` and `"pool": N` in templates.json: a create of just that template gets
+//! a sandbox started ahead (counted in `/metrics`), any other create a fresh one; shutdown removes
+//! what the pool still holds.
 
 mod common;
 
@@ -27,15 +28,19 @@ async fn owned_containers(owner: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plain_template_create_is_served_from_the_pool_and_shutdown_removes_the_rest() {
+/// A daemon whose `templates.json` is `templates`, started with `pools` (`serve --pool`), once
+/// its pool holds a ready sandbox. The tempdir is its state dir.
+async fn daemon_with_a_full_pool(
+    templates: serde_json::Value,
+    pools: Vec<(String, usize)>,
+) -> (Daemon, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("templates.json"), json!({"bb": {"image": BUSYBOX}}).to_string()).unwrap();
+    std::fs::write(dir.path().join("templates.json"), templates.to_string()).unwrap();
     let server = start(ServeOptions {
         addr: "127.0.0.1:0".parse().unwrap(),
         state_dir: dir.path().to_path_buf(),
         reap_interval: Duration::from_secs(300),
-        pools: vec![("bb".into(), 1)],
+        pools,
         ..Default::default()
     })
     .await
@@ -47,7 +52,15 @@ async fn a_plain_template_create_is_served_from_the_pool_and_shutdown_removes_th
         assert!(Instant::now() < until, "the pool did not fill");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The container runs a moment before the pool has finished making the sandbox.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (d, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_template_create_is_served_from_the_pool_and_shutdown_removes_the_rest() {
+    let (d, _dir) = daemon_with_a_full_pool(json!({"bb": {"image": BUSYBOX}}), vec![("bb".into(), 1)]).await;
+    let owner = d.owner();
     // Just the template: from the pool.
     let (status, s) = d.call(Method::POST, "/api/sandbox", Some(json!({"template": "bb"}))).await;
     assert_eq!(status, 201, "{s}");
@@ -72,4 +85,17 @@ async fn a_plain_template_create_is_served_from_the_pool_and_shutdown_removes_th
     }
     d.server.shutdown().await;
     assert_eq!(owned_containers(&owner).await, 0, "shutdown removed the pooled sandbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_named_in_templates_json_fills_without_the_flag() {
+    let (d, _dir) = daemon_with_a_full_pool(json!({"bb": {"image": BUSYBOX, "pool": 1}}), vec![]).await;
+    let owner = d.owner();
+    let (status, s) = d.call(Method::POST, "/api/sandbox", Some(json!({"template": "bb"}))).await;
+    assert_eq!(status, 201, "{s}");
+    assert_eq!(pool_hits(&d).await, 1, "the create was served from the pool");
+    let (status, _) = d.call(Method::DELETE, &format!("/api/sandbox/{}", s["id"].as_str().unwrap()), None).await;
+    assert!(status < 300, "{status}");
+    d.server.shutdown().await;
+    assert_eq!(owned_containers(&owner).await, 0, "shutdown removed the pooled sandboxes");
 }

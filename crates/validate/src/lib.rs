@@ -8,7 +8,7 @@
 //! use dagger_sandbox::SandboxConfig;
 //! use dagger_sandbox_validate::{validate, Plan, ValidateOptions};
 //!
-//! let plan = Plan::for_project("./my-app", None, None)?; // npm install, npm test
+//! let plan = Plan::for_project("./my-app", None, None)?; // npm ci (or npm install), npm test
 //! let report = validate(SandboxConfig::new().image("node:22"), &plan, ValidateOptions::default()).await?;
 //! println!("passed: {}", report.passed);
 //! # Ok(()) }
@@ -21,6 +21,6 @@ mod report;
 mod run;
 
 pub use error::ValidateError;
-pub use plan::{Plan, Step, EXCLUDE};
+pub use plan::{Plan, Step, EXCLUDE, NPM_CI, NPM_INSTALL};
 pub use report::{tail, Report, StepReport, TAIL_CHARS, TAIL_LINES};
 pub use run::{validate, Progress, ValidateOptions};

@@ -55,7 +55,8 @@ pub fn save_script(key: &str, max_mb: u64) -> String {
             r#"t="$C/.tmp-$k-$$"
 dirs=$(find . -name node_modules -prune -type d)
 [ -n "$dirs" ] || {{ echo "no node_modules to save" >&2; exit 0; }}
-tar -cf "$t" --exclude='node_modules/.cache' $dirs && mv -f "$t" "$C/$k.tar" || {{ rm -f "$t"; echo "saving the node_modules cache failed" >&2; exit 1; }}
+n=; command -v nice >/dev/null 2>&1 && n="nice -n 19"
+$n tar -cf "$t" --exclude='node_modules/.cache' $dirs && mv -f "$t" "$C/$k.tar" || {{ rm -f "$t"; echo "saving the node_modules cache failed" >&2; exit 1; }}
 maxk={max_kb}; total=$(du -sk "$C" | cut -f1)
 for f in $(ls -tr "$C"/*.tar 2>/dev/null); do
   [ "$total" -le "$maxk" ] && break

@@ -4,6 +4,12 @@ use std::path::{Path, PathBuf};
 
 use crate::ValidateError;
 
+/// The install step of a project with a lockfile. npm's audit and funding notes are left out:
+/// they never change the exit code, and the audit is a registry round trip of up to seconds.
+pub const NPM_CI: &str = "npm ci --no-audit --no-fund";
+/// The install step of a project without a lockfile.
+pub const NPM_INSTALL: &str = "npm install --no-audit --no-fund";
+
 /// What is never copied into the sandbox: rebuilt there, or not part of the project.
 pub const EXCLUDE: [&str; 2] = ["node_modules", ".git"];
 
@@ -24,13 +30,13 @@ pub struct Plan {
     /// The steps, in order; never empty.
     pub steps: Vec<Step>,
     /// The key of the project's installed tree in the `node_modules` store, when its install step
-    /// is the default `npm ci` (a lockfile and no install command given).
+    /// is the default [`NPM_CI`] (a lockfile and no install command given).
     pub modules_key: Option<String>,
 }
 
 impl Plan {
     /// The plan for `dir`: `install`/`test` when given (an empty string skips that step), else
-    /// `npm ci` (with a `package-lock.json`; `npm install` without) and `npm test` when the project
+    /// [`NPM_CI`] (with a `package-lock.json`; [`NPM_INSTALL`] without) and `npm test` when the project
     /// has a `package.json`.
     pub fn for_project(
         dir: impl AsRef<Path>,
@@ -49,7 +55,7 @@ impl Plan {
             .map_err(|e| ValidateError::InvalidProject(format!("{} cannot be read: {e}", dir.display())))?;
         let npm = abs.join("package.json").is_file();
         let locked = npm && abs.join("package-lock.json").is_file();
-        let default_install = if locked { "npm ci" } else { "npm install" };
+        let default_install = if locked { NPM_CI } else { NPM_INSTALL };
         let pick = |flag: Option<&str>, default: &str| match flag {
             Some(cmd) => cmd.trim().to_string(),
             None if npm => default.to_string(),
@@ -77,11 +83,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("package.json"), "{}").unwrap();
         let p = Plan::for_project(d.path(), None, None).unwrap();
-        assert_eq!(p.steps.iter().map(|s| s.command.as_str()).collect::<Vec<_>>(), ["npm install", "npm test"]);
+        assert_eq!(p.steps.iter().map(|s| s.command.as_str()).collect::<Vec<_>>(), [NPM_INSTALL, "npm test"]);
         assert_eq!(p.modules_key, None);
         std::fs::write(d.path().join("package-lock.json"), "{}").unwrap();
         let p = Plan::for_project(d.path(), None, None).unwrap();
-        assert_eq!(p.steps[0].command, "npm ci", "a lockfile makes the install reproducible");
+        assert_eq!(p.steps[0].command, NPM_CI, "a lockfile makes the install reproducible");
         assert!(p.modules_key.is_some());
         let p = Plan::for_project(d.path(), Some(""), Some(" make check ")).unwrap();
         assert_eq!(p.steps, [Step { name: "test", command: "make check".into() }]);

@@ -4,13 +4,25 @@
 use std::time::Duration;
 
 use dagger_sandbox::{
-    CacheKind, Caches, CancellationToken, ErrorCode, ExecOptions, OutputChunk, RefreshOptions, Sandbox, SandboxConfig,
+    BackendKind, CacheKind, Caches, CancellationToken, ErrorCode, ExecOptions, OutputChunk, RefreshOptions, Sandbox,
+    SandboxConfig,
 };
 use tokio::sync::mpsc;
 
 use crate::modules::{self, STORE_ENV};
 use crate::report::{tail, Report, StepReport, TAIL_CHARS, TAIL_LINES};
 use crate::{Plan, ValidateError, EXCLUDE};
+
+/// Where the cache variables point once an install failed with the shared caches mounted: fresh
+/// directories of this sandbox, for the install's second run and every step after it. On the
+/// local backend `/tmp` is the host's, so they go in the sandbox's own directory (removed with it).
+fn private_caches(sb: &Sandbox) -> String {
+    if sb.backend() == BackendKind::Local {
+        format!("{}/.dagger-sandbox-private-caches", sb.resource_id())
+    } else {
+        "/tmp/dagger-sandbox-private-caches".to_string()
+    }
+}
 
 /// How a validation runs; every field has a default.
 #[derive(Debug, Clone)]
@@ -78,16 +90,21 @@ pub async fn validate(mut config: SandboxConfig, plan: &Plan, opts: ValidateOpti
     if opts.caches && config.caches.is_none() {
         config = config.caches(Caches::All(true));
     }
+    // Nothing in the sandbox outlives the verdict: on Docker the engine deletes the installed tree
+    // after the container is killed, instead of the caller waiting seconds for it.
+    config = config.disposable(true);
     let say = |p: Progress| {
         if let Some(tx) = &opts.progress {
             let _ = tx.try_send(p);
         }
     };
     say(Progress::Creating);
+    let t = std::time::Instant::now();
     let sb = tokio::select! {
         r = Sandbox::create(config) => r.map_err(ValidateError::at("creating the sandbox"))?,
         _ = opts.cancel.cancelled() => return Err(ValidateError::Cancelled),
     };
+    phase("create", t);
     say(Progress::Created {
         backend: sb.backend().to_string(),
         isolation: sb.isolation().to_string(),
@@ -98,7 +115,9 @@ pub async fn validate(mut config: SandboxConfig, plan: &Plan, opts: ValidateOpti
         r = run_steps(&sb, plan, &opts, &say) => r,
         _ = opts.cancel.cancelled() => Err(ValidateError::Cancelled),
     };
+    let t = std::time::Instant::now();
     let closed = sb.close().await;
+    phase("remove", t);
     let Outcome { steps, node_modules_cache, mut warnings } = outcome?;
     closed.map_err(ValidateError::at("removing the sandbox"))?;
     warnings.splice(0..0, sb.warnings());
@@ -131,15 +150,18 @@ async fn run_steps(
 ) -> Result<Outcome, ValidateError> {
     let workdir = sb.workdir();
     say(Progress::Copying);
+    let t = std::time::Instant::now();
     sb.refresh_from_host(&plan.dir, &workdir, RefreshOptions::exclude(EXCLUDE))
         .await
         .map_err(ValidateError::at(format!("copying {} into {workdir}", plan.dir.display())))?;
+    phase("copy-in", t);
     let env = sb.env();
     let cache_vars: Vec<&str> = CacheKind::ALL.iter().map(|k| k.env_var()).filter(|v| env.contains_key(*v)).collect();
     let mut warnings = Vec::new();
     let store_key = plan.modules_key.as_deref().filter(|_| env.contains_key(STORE_ENV));
     let mut node_modules_cache = "off".to_string();
     if let Some(key) = store_key {
+        let t = std::time::Instant::now();
         node_modules_cache = match helper(sb, &modules::restore_script(key), opts).await {
             Ok(said) if said == "hit" || said == "miss" => said,
             Ok(said) => {
@@ -153,6 +175,7 @@ async fn run_steps(
                 "miss".into()
             }
         };
+        phase("restore", t);
     }
     let mut reports = Vec::new();
     let mut saving = None;
@@ -160,7 +183,9 @@ async fn run_steps(
         let install = step.name == "install";
         let warm = install && node_modules_cache == "hit";
         let command = if warm { modules::WARM_INSTALL.to_string() } else { step.command.clone() };
+        let t = std::time::Instant::now();
         let mut report = run_step(sb, step.name, &command, opts, say).await?;
+        phase(step.name, t);
         if install && !report.passed() && !cache_vars.is_empty() && !report.timed_out {
             // A full, corrupt or locked cache must not decide the verdict: the install runs again
             // from scratch, with fresh private caches, and that run's outcome counts.
@@ -168,11 +193,12 @@ async fn run_steps(
                 "the install step failed (exit {}) with the shared dependency caches; it ran again without them",
                 report.exit_code
             ));
-            let mut fresh = String::from("d=$(mktemp -d) && export");
-            for var in &cache_vars {
-                fresh.push_str(&format!(" {var}=\"$d/{var}\""));
-            }
-            fresh.push_str(" && find . -name node_modules -prune -type d -exec rm -rf {} + ; ");
+            // Every later step stays off the shared caches too: npm writes its logs into its cache,
+            // so a test step on a full cache would fail with ENOSPC and turn a pass into a fail.
+            let dir = private_caches(sb);
+            sb.with_envs(cache_vars.iter().map(|var| (*var, format!("{dir}/{var}"))))
+                .map_err(ValidateError::at("switching to private caches"))?;
+            let fresh = format!("mkdir -p '{dir}' && find . -name node_modules -prune -type d -exec rm -rf {{}} + ; ");
             report = run_step(sb, step.name, &(fresh + &step.command), opts, say).await?;
             report.command = step.command.clone();
         } else if install && report.passed() && node_modules_cache == "miss" {
@@ -180,7 +206,12 @@ async fn run_steps(
                 // Saved while the tests run: the tree is complete once the install passed.
                 let (sb, script) = (sb.clone(), modules::save_script(key, store_mb()));
                 let opts = ExecOptions::new().timeout(opts.step_timeout).cancel(opts.cancel.clone());
-                saving = Some(tokio::spawn(async move { sb.exec(&script, opts).await }));
+                saving = Some(tokio::spawn(async move {
+                    let t = std::time::Instant::now();
+                    let r = sb.exec(&script, opts).await;
+                    phase("save", t);
+                    r
+                }));
             }
         }
         let passed = report.passed();
@@ -191,7 +222,10 @@ async fn run_steps(
         }
     }
     if let Some(task) = saving {
-        match task.await {
+        let t = std::time::Instant::now();
+        let saved = task.await;
+        phase("save-wait", t);
+        match saved {
             Ok(Ok(r)) if r.exit_code == 0 => {}
             Ok(Ok(r)) => warnings.push(format!("the node_modules cache was not saved: {}", r.stderr.trim())),
             Ok(Err(e)) => warnings.push(format!("the node_modules cache was not saved: {e}")),
@@ -199,6 +233,12 @@ async fn run_steps(
         }
     }
     Ok(Outcome { steps: reports, node_modules_cache, warnings })
+}
+
+/// Logs how long a phase of the validation took (`RUST_LOG=dagger_sandbox_validate=debug`), so
+/// the time of a slow validation can be placed.
+fn phase(name: &str, since: std::time::Instant) {
+    tracing::debug!(phase = name, ms = since.elapsed().as_millis() as u64, "validate phase done");
 }
 
 /// The store's size bound in MiB: `DAGGER_SANDBOX_NODE_MODULES_CACHE_MB`, else the default.

@@ -57,7 +57,12 @@ from .errors import (
 from .sandbox import ExecStream as SyncExecStream
 from .sandbox import Sandbox
 from .types import (
+    CACHE_KINDS,
+    HOST_CA,
     BackendInfo,
+    CacheKind,
+    Caches,
+    CaCertificates,
     Content,
     DirEntry,
     ExecResult,
@@ -70,7 +75,9 @@ from .types import (
 )
 
 __all__ = [
+    "CACHE_KINDS",
     "ERROR_CLASSES",
+    "HOST_CA",
     "PROTOCOL_VERSION",
     "AsyncClient",
     "AsyncSandbox",
@@ -80,6 +87,9 @@ __all__ = [
     "BridgeNotFoundError",
     "BridgeProtocolError",
     "BridgeStartError",
+    "CaCertificates",
+    "CacheKind",
+    "Caches",
     "Client",
     "ClientTimeoutError",
     "ClosedError",

@@ -9,7 +9,7 @@ import os
 from typing import Any, Mapping, Optional, Sequence
 
 from .errors import BridgeProtocolError, InvalidArgumentError
-from .types import BackendInfo, Content, DirEntry, PathLike
+from .types import CACHE_KINDS, HOST_CA, BackendInfo, CaCertificates, Caches, Content, DirEntry, PathLike
 
 #: The protocol version this client speaks (``initialize.protocolVersion``).
 PROTOCOL_VERSION = "1"
@@ -97,6 +97,35 @@ def _camel(key: str) -> str:
         return key
     head, *rest = key.split("_")
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def typed_config(ca_certificates: Optional[CaCertificates], caches: Optional[Caches]) -> dict[str, Any]:
+    """The ``caCertificates`` and ``caches`` config keys from the typed arguments (``None`` leaves a
+    key out): ``"host"`` or absolute paths, and ``True``/``False`` or a list of kinds. An unknown
+    kind raises here; the bridge refuses a missing file with INVALID_ARGUMENT."""
+    out: dict[str, Any] = {}
+    if ca_certificates is not None:
+        if isinstance(ca_certificates, str):
+            if ca_certificates != HOST_CA:
+                raise InvalidArgumentError(
+                    f"ca_certificates must be {HOST_CA!r} or a list of PEM file paths, not the string {ca_certificates!r}"
+                )
+            out["caCertificates"] = HOST_CA
+        else:
+            paths = [os.fspath(p) for p in ca_certificates]
+            if HOST_CA in paths:
+                raise InvalidArgumentError(f"ca_certificates: {HOST_CA!r} cannot be mixed with file paths")
+            out["caCertificates"] = [os.path.abspath(p) for p in paths]
+    if caches is not None:
+        if isinstance(caches, bool):
+            out["caches"] = caches
+        else:
+            kinds = [str(k) for k in caches]
+            unknown = [k for k in kinds if k not in CACHE_KINDS]
+            if unknown:
+                raise InvalidArgumentError(f"unknown cache {unknown[0]!r}; known: {', '.join(CACHE_KINDS)}")
+            out["caches"] = kinds
+    return out
 
 
 def create_params(config: Optional[Mapping[str, Any]], kwargs: Mapping[str, Any]) -> dict[str, Any]:

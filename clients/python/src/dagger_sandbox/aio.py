@@ -25,7 +25,18 @@ from ._async_transport import AsyncNotificationCallback, AsyncTransport
 from ._bridge import StderrSink
 from ._session import Options, SandboxBase
 from .errors import NotFoundError, SandboxError
-from .types import Content, DirEntry, ExecResult, OutputChunk, PathLike, SandboxInfo, Snapshot, ValidateReport
+from .types import (
+    CaCertificates,
+    Caches,
+    Content,
+    DirEntry,
+    ExecResult,
+    OutputChunk,
+    PathLike,
+    SandboxInfo,
+    Snapshot,
+    ValidateReport,
+)
 
 #: ``callable(stream, text)`` for streamed output; may be a coroutine function (it is awaited).
 AsyncOutputCallback = Callable[[str, str], Union[None, Awaitable[None]]]
@@ -72,10 +83,19 @@ class AsyncClient(AsyncTransport):
             raise self._with_tail(e, self.returncode) from None
         return self
 
-    def create(self, config: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> "_SandboxStart":
+    def create(
+        self,
+        config: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        ca_certificates: Optional[CaCertificates] = None,
+        caches: Optional[Caches] = None,
+        **kwargs: Any,
+    ) -> "_SandboxStart":
         """Creates a sandbox: ``sb = await client.create(...)`` or ``async with client.create(...)
         as sb`` (closed at the end of the block). Config keys as for :meth:`Client.create`."""
-        return _SandboxStart(self._create(_wire.create_params(config, kwargs)))
+        params = _wire.create_params(config, {**kwargs, **_wire.typed_config(ca_certificates, caches)})
+        return _SandboxStart(self._create(params))
 
     async def connect(self, sandbox_id: str, state_dir: Optional[str] = None, **handle: Any) -> "AsyncSandbox":
         """A handle on a sandbox the daemon owns, by id (``sandbox/connect``); see
@@ -115,11 +135,14 @@ class AsyncClient(AsyncTransport):
         install: Optional[str] = None,
         test: Optional[str] = None,
         step_timeout_ms: Optional[int] = None,
+        ca_certificates: Optional[CaCertificates] = None,
+        caches: Optional[Caches] = None,
         **kwargs: Any,
     ) -> ValidateReport:
         """:meth:`Client.validate_project` for asyncio; cancelling the task stops the running step
         and removes the sandbox."""
-        params = _wire.validate_params(project_dir, install, test, step_timeout_ms, config, kwargs)
+        typed = _wire.typed_config(ca_certificates, caches)
+        params = _wire.validate_params(project_dir, install, test, step_timeout_ms, config, {**kwargs, **typed})
         return ValidateReport.from_wire(await self.request("project/validate", params))
 
     @property

@@ -12,7 +12,7 @@ from ._session import Options
 from ._sync_transport import SyncTransport
 from .errors import SandboxError
 from .sandbox import Sandbox
-from .types import PathLike, SandboxInfo, Snapshot, ValidateReport
+from .types import CaCertificates, Caches, PathLike, SandboxInfo, Snapshot, ValidateReport
 
 
 class Client(SyncTransport):
@@ -71,17 +71,28 @@ class Client(SyncTransport):
 
     # ---- sandboxes ----------------------------------------------------------------------------
 
-    def create(self, config: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> Sandbox:
+    def create(
+        self,
+        config: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        ca_certificates: Optional[CaCertificates] = None,
+        caches: Optional[Caches] = None,
+        **kwargs: Any,
+    ) -> Sandbox:
         """Creates a sandbox (``sandbox/create``); a ``with`` block on it closes it.
 
         Config keys are those of ``docs/configuration.md`` (``backend``, ``image``, ``template``,
         ``workdir``, ``timeout_ms``, ``env``, ``restricted_paths``, ``network``, ...), in ``config``
         or as keyword arguments, snake_case or camelCase. Unknown keys raise
-        :class:`InvalidParamsError`. ``persistent=True`` creates it through the daemon (started
-        when none runs, ``state_dir`` and ``ttl_seconds`` for it), so it outlives this process;
-        reach it again with :meth:`connect`.
+        :class:`InvalidParamsError`. Typed: ``ca_certificates`` (:data:`HOST_CA` or PEM file paths,
+        for networks that intercept TLS) and ``caches`` (``True`` or kinds from :data:`CACHE_KINDS`);
+        a missing CA file or an unknown cache raises :class:`InvalidArgumentError`.
+        ``persistent=True`` creates it through the daemon (started when none runs, ``state_dir``
+        and ``ttl_seconds`` for it), so it outlives this process; reach it again with :meth:`connect`.
         """
-        return self._adopt(self.request("sandbox/create", _wire.create_params(config, kwargs)))
+        params = _wire.create_params(config, {**kwargs, **_wire.typed_config(ca_certificates, caches)})
+        return self._adopt(self.request("sandbox/create", params))
 
     def create_from_snapshot(self, reference: str, config: Optional[Mapping[str, Any]] = None, /, **kwargs: Any) -> Sandbox:
         """A sandbox with the files, env and workdir of the snapshot ``reference`` (its id or name),
@@ -120,6 +131,8 @@ class Client(SyncTransport):
         install: Optional[str] = None,
         test: Optional[str] = None,
         step_timeout_ms: Optional[int] = None,
+        ca_certificates: Optional[CaCertificates] = None,
+        caches: Optional[Caches] = None,
         **kwargs: Any,
     ) -> ValidateReport:
         """The main job in one call (``project/validate``): a fresh sandbox, the host project copied
@@ -127,7 +140,8 @@ class Client(SyncTransport):
         / ``npm test`` with a ``package.json``; ``""`` skips a step), the sandbox removed. A failing
         step is a report with ``passed`` false; a project that cannot be run raises
         :class:`InvalidArgumentError`. Config keys as for :meth:`create`."""
-        params = _wire.validate_params(project_dir, install, test, step_timeout_ms, config, kwargs)
+        typed = _wire.typed_config(ca_certificates, caches)
+        params = _wire.validate_params(project_dir, install, test, step_timeout_ms, config, {**kwargs, **typed})
         return ValidateReport.from_wire(self.request("project/validate", params))
 
     @property

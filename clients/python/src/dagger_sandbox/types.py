@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
 Content = Union[str, bytes, bytearray, memoryview]
 #: ``callable(stream, text)``: ``stream`` is ``"stdout"`` or ``"stderr"``, ``text`` the next chunk.
 OutputCallback = Callable[[str, str], None]
 NotificationCallback = Callable[[dict[str, Any]], None]
 PathLike = Union[str, "os.PathLike[str]"]
+#: A dependency cache a sandbox can mount (``caches``; see ``docs/configuration.md``).
+CacheKind = Literal["npm", "pnpm", "yarn", "pip", "node-modules"]
+#: Every :data:`CacheKind`, in order.
+CACHE_KINDS: tuple[CacheKind, ...] = ("npm", "pnpm", "yarn", "pip", "node-modules")
+#: ``caches``: ``True`` (all), ``False`` (none) or the kinds to mount.
+Caches = Union[bool, Sequence[CacheKind]]
+#: ``ca_certificates`` value that trusts the host's system bundle.
+HOST_CA: Literal["host"] = "host"
+#: ``ca_certificates``: :data:`HOST_CA`, or PEM file paths on the host (``[]`` turns the
+#: ``DAGGER_SANDBOX_CA_CERTIFICATES`` default off).
+CaCertificates = Union[Literal["host"], Sequence[PathLike]]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DAGGER_SANDBOX_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     body_timeout: Duration,
     /// Keep N sandboxes of a template started ahead, handed out to creates of that template
-    /// with no other option (repeatable; e.g. --pool node=2)
+    /// with no other option (repeatable; e.g. --pool node=2); wins over the template's "pool" in
+    /// templates.json (node=0 turns that off)
     #[arg(long = "pool", value_name = "TEMPLATE=N", value_parser = parse_pool)]
     pools: Vec<(String, usize)>,
     /// Stop a session's sandbox (keeping its files) after this long without calls (e.g. 30m, 90s);
@@ -38,8 +39,11 @@ pub struct ServeArgs {
 
 fn parse_pool(s: &str) -> Result<(String, usize), String> {
     match s.split_once('=').map(|(t, n)| (t, n.parse::<usize>())) {
-        Some((t, Ok(n))) if !t.is_empty() && (1..=64).contains(&n) => Ok((t.to_string(), n)),
-        _ => Err(format!("expected TEMPLATE=N with N from 1 to 64, got {s:?}")),
+        Some((t, Ok(n))) if !t.is_empty() && n <= dagger_sandbox_server::templates::MAX_POOL => Ok((t.to_string(), n)),
+        _ => Err(format!(
+            "expected TEMPLATE=N with N from 0 to {}, got {s:?}",
+            dagger_sandbox_server::templates::MAX_POOL
+        )),
     }
 }
 

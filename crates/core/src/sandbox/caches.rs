@@ -3,10 +3,17 @@
 
 use super::Sandbox;
 use crate::backend::BackendKind;
+use crate::caches::CacheKind;
+
+/// The variable naming npm's log directory.
+const NPM_LOGS_ENV: &str = "npm_config_logs_dir";
+/// Where npm's logs go in a container sandbox that mounts the shared npm cache.
+const NPM_LOGS_DIR: &str = "/tmp/npm-logs";
 
 impl Sandbox {
-    /// Sets each mounted cache's variable (values the config's `env` gives win). A local cache
-    /// directory that cannot be made is left out, with a warning.
+    /// Sets each mounted cache's variable (values the config's `env` gives win), and in a container
+    /// points npm's logs away from the shared npm cache. A local cache directory that cannot be
+    /// made is left out, with a warning.
     pub(super) fn set_cache_env(&self, warnings: &mut Vec<String>) {
         let local = self.backend() == BackendKind::Local;
         let mut vars = Vec::new();
@@ -26,6 +33,11 @@ impl Sandbox {
                 kind.mount_path()
             };
             vars.push((kind.env_var().to_string(), dir));
+            if *kind == CacheKind::Npm && !local {
+                // npm writes a log of every run into its cache: on a full shared cache even
+                // `npm test` would fail (ENOSPC), so the logs stay in the sandbox.
+                vars.push((NPM_LOGS_ENV.to_string(), NPM_LOGS_DIR.to_string()));
+            }
         }
         let mut st = self.state();
         for (k, v) in vars {

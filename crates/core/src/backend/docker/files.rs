@@ -39,7 +39,9 @@ pub(super) async fn upload(e: &DockerEngine, tar: ByteStream) -> Result<()> {
             *slot = Some(std::io::Error::new(err.kind(), err.to_string()));
         }
     });
+    let t = std::time::Instant::now();
     let sent = e.docker.upload_to_container(&e.container, Some(opts), body_try_stream(body)).await;
+    tracing::debug!(sandbox = %e.id, ms = t.elapsed().as_millis() as u64, "docker: tar uploaded");
     if let Some(err) = body_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(Error::from_stream(format!("sandbox {}: sending files", e.id), err));
     }

@@ -111,6 +111,8 @@ struct Spec {
     timeout: Duration,
     /// The cache volumes mounted (made at create; a fork mounts the same).
     mounts: Vec<bollard::models::Mount>,
+    /// Made with the engine's auto-remove: closing kills the container and the engine removes it.
+    disposable: bool,
 }
 
 impl Spec {
@@ -130,6 +132,7 @@ impl Spec {
             env: cfg.env.clone(),
             timeout: cfg.timeout,
             mounts: Vec::new(),
+            disposable: cfg.disposable,
         }
     }
 }
@@ -156,14 +159,18 @@ pub(crate) struct DockerEngine {
 impl DockerEngine {
     /// Creates and starts the container for sandbox `id`, pulling the image first if it is missing.
     pub(crate) async fn create(docker: Docker, cfg: &ResolvedConfig, id: &str) -> Result<Self> {
+        let t = std::time::Instant::now();
         ensure_image(&docker, &cfg.image, id).await?;
         let mut spec = Spec::of(cfg);
         let (mounts, warnings) = volumes::cache_mounts(&docker, &cfg.caches).await;
+        tracing::debug!(sandbox = id, ms = t.elapsed().as_millis() as u64, "docker: image checked, volumes made");
         spec.mounts = mounts;
         for w in &warnings {
             tracing::warn!(sandbox = id, "{w}");
         }
+        let t = std::time::Instant::now();
         let (container, ports) = start_container(&docker, &spec, id).await?;
+        tracing::debug!(sandbox = id, ms = t.elapsed().as_millis() as u64, "docker: container created and started");
         Ok(DockerEngine {
             warnings,
             docker,
@@ -217,7 +224,9 @@ impl DockerEngine {
             .filter(|kv| !image_env.contains(kv))
             .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
             .collect();
-        let spec = Spec::of(cfg);
+        let mut spec = Spec::of(cfg);
+        // How the container was made decides how it is ended, whatever the config says now.
+        spec.disposable = info.host_config.as_ref().and_then(|h| h.auto_remove).unwrap_or(false);
         let ports = published_ports(&info, &spec.ports);
         Ok(DockerEngine {
             warnings: Vec::new(),
@@ -324,7 +333,7 @@ async fn start_container(docker: &Docker, spec: &Spec, id: &str) -> Result<(Stri
             init: Some(true),
             cap_drop: Some(["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"].map(String::from).to_vec()),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
-            auto_remove: Some(false),
+            auto_remove: Some(spec.disposable),
             mounts: (!spec.mounts.is_empty()).then(|| spec.mounts.clone()),
             ..Default::default()
         }),
@@ -365,6 +374,17 @@ pub(crate) async fn remove_container(docker: &Docker, container: &str) -> std::r
     let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
     match docker.remove_container(container, Some(opts)).await {
         Err(e) if matches!(status(&e), Some(404 | 409)) => Ok(()),
+        r => r,
+    }
+}
+
+/// Ends a container made with auto-remove: kills it (the engine answers once its processes are
+/// gone), after which the engine removes it and its files by itself, whether or not this process
+/// is still running. A container that had already stopped is removed here.
+pub(crate) async fn kill_for_removal(docker: &Docker, container: &str) -> std::result::Result<(), DockerError> {
+    match docker.kill_container(container, None::<bollard::query_parameters::KillContainerOptions>).await {
+        Err(e) if status(&e) == Some(404) => Ok(()),
+        Err(e) if status(&e) == Some(409) => remove_container(docker, container).await,
         r => r,
     }
 }
@@ -493,9 +513,18 @@ impl Engine for DockerEngine {
     }
 
     async fn close(&self) -> Result<()> {
-        remove_container(&self.docker, &self.container).await.map_err(|e| self.err("removing the container", e))?;
+        let t = std::time::Instant::now();
+        if self.spec.disposable {
+            // The slow part of a removal is deleting the files (thousands in a node_modules); the
+            // engine does it after the kill, off the caller's path.
+            kill_for_removal(&self.docker, &self.container).await.map_err(|e| self.err("killing the container", e))?;
+        } else {
+            remove_container(&self.docker, &self.container).await.map_err(|e| self.err("removing the container", e))?;
+        }
+        tracing::debug!(sandbox = %self.id, ms = t.elapsed().as_millis() as u64, "docker: container ended");
         if self.spec.image.starts_with(snapshot::SNAPSHOTS_REPO) {
-            // Made from a snapshot that may have been deleted while this sandbox used its image.
+            // Made from a snapshot that may have been deleted while this sandbox used its image
+            // (after a disposable kill the engine may still hold it: the next delete or sweep prunes).
             snapshot::prune_deleted(&self.docker).await;
         }
         let _cleanup = IMAGE_CLEANUP.lock().await;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use bollard::models::{Mount, MountType, VolumeCreateRequest};
-use bollard::query_parameters::{ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder};
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder};
 use bollard::Docker;
 
 use super::{describe, status};
@@ -76,15 +76,39 @@ pub(crate) async fn list(docker: &Docker) -> Result<Vec<CacheVolume>> {
     Ok(out)
 }
 
-/// Removes one cache volume; `Ok(false)` when a running sandbox still mounts it.
+/// How long a prune waits for stopped containers that still mount a volume to be removed (a
+/// disposable sandbox's container is deleted by the engine after `close` returns).
+const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Removes one cache volume; `Ok(false)` when a running sandbox still mounts it. A volume held only
+/// by stopped containers (ones the engine is removing) is removed once they are gone.
 pub(crate) async fn remove(docker: &Docker, name: &str) -> Result<bool> {
-    let opts = RemoveVolumeOptionsBuilder::default().force(false).build();
-    match docker.remove_volume(name, Some(opts)).await {
-        Ok(()) => Ok(true),
-        Err(e) if status(&e) == Some(404) => Ok(true),
-        Err(e) if status(&e) == Some(409) => Ok(false),
-        Err(e) => Err(Error::engine("", "removing a cache volume", describe(&e))),
+    let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+    loop {
+        let opts = RemoveVolumeOptionsBuilder::default().force(false).build();
+        match docker.remove_volume(name, Some(opts)).await {
+            Ok(()) => return Ok(true),
+            Err(e) if status(&e) == Some(404) => return Ok(true),
+            Err(e) if status(&e) == Some(409) => {
+                if tokio::time::Instant::now() >= deadline || mounted_by_a_running_container(docker, name).await? {
+                    return Ok(false);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(Error::engine("", "removing a cache volume", describe(&e))),
+        }
     }
+}
+
+/// Whether a running container mounts volume `name`.
+async fn mounted_by_a_running_container(docker: &Docker, name: &str) -> Result<bool> {
+    let filters = HashMap::from([("volume".to_string(), vec![name.to_string()])]);
+    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let users = docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(|e| Error::engine("", "listing the containers of a cache volume", describe(&e)))?;
+    Ok(users.iter().any(|c| c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)))
 }
 
 /// The bytes of the files under `dir` (not following symlinks), or `None` when it cannot be read.
