@@ -43,13 +43,33 @@ fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// `command` with its output appended to the record instead of the exec's streams.
+/// `command` with its output appended to the record instead of the exec's streams, and its pid
+/// (kept through the `exec`s) in the record, so a later daemon can tell whether it still runs.
 pub(crate) fn recorded(sb: &Sandbox, command: &str) -> String {
     let d = quote(&record_dir(sb));
     format!(
-        "mkdir -p {d} && : >> {d}/out && : >> {d}/err && exec >> {d}/out 2>> {d}/err && exec sh -c {}",
+        "mkdir -p {d} && : >> {d}/out && : >> {d}/err && echo $$ > {d}/pid && exec >> {d}/out 2>> {d}/err && \
+         exec sh -c {}",
         quote(command)
     )
+}
+
+/// Whether the service a previous daemon started still runs: its recorded pid is alive and not
+/// a zombie. A service without ports has nothing else to probe, and starting it again while it
+/// runs would run it twice.
+pub(crate) async fn still_running(sb: &Sandbox) -> bool {
+    let d = quote(&record_dir(sb));
+    let cmd = format!(
+        "p=$(cat {d}/pid 2>/dev/null) && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null && \
+         [ \"$(sed 's/.*) //' /proc/$p/stat | cut -c1)\" != Z ]"
+    );
+    match sb.exec(&cmd, ExecOptions::new().timeout(Duration::from_secs(10))).await {
+        Ok(r) => r.exit_code == 0,
+        Err(e) => {
+            tracing::debug!(sandbox = %sb.id(), "checking the service's pid failed: {e}");
+            false
+        }
+    }
 }
 
 /// The end of the service's error record (what a service that failed to start said).

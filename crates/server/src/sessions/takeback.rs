@@ -165,7 +165,7 @@ impl Sessions {
     }
 
     /// Takes a session back after a restart: holds `sandbox` and restarts its service when its
-    /// ports no longer answer.
+    /// ports no longer answer (or, without ports, its recorded process is gone).
     pub async fn adopt(self: &Arc<Self>, s: &Session, sandbox: Sandbox) -> Result<(), ApiError> {
         let meta = Meta::of(s);
         let logs = Arc::new(LogBuffer::new());
@@ -182,10 +182,15 @@ impl Sessions {
         // A stopped sandbox's service starts again on resume.
         if let Some(cmd) = meta.command.as_ref().filter(|_| !sandbox.is_stopped()) {
             let ports = sandbox.ports();
-            let mut answering = !ports.is_empty();
-            for p in &ports {
-                answering &= dagger_sandbox::engines::serves_on_loopback(p.host_port).await;
-            }
+            let answering = if ports.is_empty() {
+                super::service_output::still_running(&sandbox).await
+            } else {
+                let mut all = true;
+                for p in &ports {
+                    all &= dagger_sandbox::engines::serves_on_loopback(p.host_port).await;
+                }
+                all
+            };
             if answering {
                 live.logs.system("the service is still running; its output is read again from its record");
                 super::service_output::follow(&live, true);
