@@ -1,0 +1,449 @@
+//! The in-sandbox agent: speaks the protocol of `dagger_sandbox_agent` on its stdin and stdout
+//! (one long-lived `docker exec`), runs commands in process groups of their own, and reads and
+//! writes files, many requests at once. Logs go to stderr. It exits when its stdin closes, after
+//! killing the commands it still runs.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, ErrorKind as IoKind, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+
+use dagger_sandbox_agent::{
+    decode, encode, encode_json, Entry, EntryKind, ErrorKind, Frame, Hello, Kind, Reply, Request, CHUNK,
+    PROTOCOL_VERSION, WINDOW,
+};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+/// Entries of a listing sent in one frame (each well under 300 bytes of JSON).
+const LIST_BATCH: usize = 500;
+
+/// What the agent shares between its threads.
+struct Agent {
+    out: Mutex<BufWriter<io::Stdout>>,
+    requests: Mutex<HashMap<u32, Arc<Req>>>,
+}
+
+/// One request in flight.
+#[derive(Default)]
+struct Req {
+    /// Data frames sent and not yet acknowledged.
+    in_flight: Mutex<u32>,
+    credit: Condvar,
+    cancelled: AtomicBool,
+    /// Where the host's data frames for this request go (stdin, a tar).
+    input: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    /// The command's process group, once started.
+    pgid: AtomicI32,
+    /// The marker its processes carry.
+    marker: Mutex<String>,
+}
+
+impl Agent {
+    fn send(&self, frame: &[u8]) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if out.write_all(frame).and_then(|_| out.flush()).is_err() {
+            // The host is gone: nothing left to serve.
+            std::process::exit(0);
+        }
+    }
+
+    fn reply(&self, id: u32, reply: &Reply) {
+        self.send(&encode_json(id, Kind::Reply, reply));
+    }
+
+    /// Sends a data frame once the window allows; `false` when the request was cancelled.
+    fn send_data(&self, id: u32, req: &Req, kind: Kind, data: &[u8]) -> bool {
+        let mut n = req.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= WINDOW && !req.cancelled.load(Ordering::SeqCst) {
+            n = req.credit.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        if req.cancelled.load(Ordering::SeqCst) {
+            return false;
+        }
+        *n += 1;
+        drop(n);
+        self.send(&encode(id, kind, data));
+        true
+    }
+
+    fn finish(&self, id: u32, reply: &Reply) {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.reply(id, reply);
+    }
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> Reply {
+    Reply::Error { kind, message: message.into(), size: None }
+}
+
+/// The reply for an I/O error on `what`.
+fn io_error(what: &str, e: &io::Error) -> Reply {
+    let kind = match e.kind() {
+        IoKind::NotFound | IoKind::NotADirectory => ErrorKind::NotFound,
+        IoKind::IsADirectory | IoKind::AlreadyExists | IoKind::DirectoryNotEmpty => ErrorKind::Conflict,
+        _ => ErrorKind::Other,
+    };
+    error(kind, format!("{what}: {e}"))
+}
+
+fn main() {
+    let agent = Arc::new(Agent { out: Mutex::new(BufWriter::new(io::stdout())), requests: Mutex::default() });
+    let mut stdin = io::stdin().lock();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; CHUNK];
+    let mut greeted = false;
+    loop {
+        let frame = match decode(&mut buf) {
+            Ok(Some(f)) => f,
+            Ok(None) => match stdin.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    continue;
+                }
+            },
+            Err(e) => {
+                eprintln!("dagger-sandbox-agent: {e}; stopping");
+                break;
+            }
+        };
+        if !greeted {
+            if frame.kind != Kind::Hello {
+                eprintln!("dagger-sandbox-agent: the host did not start with a hello; stopping");
+                break;
+            }
+            let hello = Hello { version: PROTOCOL_VERSION, pid: std::process::id(), uid: nix::unistd::getuid().as_raw() };
+            agent.send(&encode_json(0, Kind::Hello, &hello));
+            greeted = true;
+            continue;
+        }
+        dispatch(&agent, frame);
+    }
+    // The host hung up: a command it can no longer see or stop must not run on.
+    for req in agent.requests.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        kill_tree(req);
+    }
+}
+
+fn dispatch(agent: &Arc<Agent>, frame: Frame) {
+    let id = frame.id;
+    let req = agent.requests.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+    match frame.kind {
+        Kind::Request => {
+            let request: Request = match serde_json::from_slice(&frame.payload) {
+                Ok(r) => r,
+                Err(e) => return agent.reply(id, &error(ErrorKind::BadRequest, format!("unknown request: {e}"))),
+            };
+            let req = Arc::new(Req::default());
+            let takes_input = matches!(request, Request::Exec { stdin: true, .. } | Request::Untar {});
+            let input = takes_input.then(|| {
+                let (tx, rx) = mpsc::channel();
+                *req.input.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+                rx
+            });
+            agent.requests.lock().unwrap_or_else(|p| p.into_inner()).insert(id, req.clone());
+            let agent = agent.clone();
+            std::thread::spawn(move || serve(&agent, id, &req, request, input));
+        }
+        Kind::Data => {
+            if let Some(tx) = req.as_ref().and_then(|r| r.input.lock().unwrap_or_else(|p| p.into_inner()).clone()) {
+                let _ = tx.send(frame.payload);
+            }
+        }
+        Kind::Eof => {
+            if let Some(r) = req {
+                r.input.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
+        }
+        Kind::Ack => {
+            if let (Some(r), Ok(n)) = (req, <[u8; 4]>::try_from(frame.payload.as_slice())) {
+                let mut f = r.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                *f = f.saturating_sub(u32::from_be_bytes(n));
+                r.credit.notify_all();
+            }
+        }
+        Kind::Cancel => {
+            if let Some(r) = req {
+                r.cancelled.store(true, Ordering::SeqCst);
+                r.input.lock().unwrap_or_else(|p| p.into_inner()).take();
+                r.credit.notify_all();
+                kill_tree(&r);
+            }
+        }
+        Kind::Hello | Kind::Reply | Kind::Stdout | Kind::Stderr => {
+            eprintln!("dagger-sandbox-agent: ignoring a {:?} frame from the host", frame.kind);
+        }
+    }
+}
+
+fn serve(agent: &Arc<Agent>, id: u32, req: &Req, request: Request, input: Option<mpsc::Receiver<Vec<u8>>>) {
+    let reply = match request {
+        Request::Exec { argv, env, cwd, stdin: _, marker } => exec(agent, id, req, argv, env, cwd, marker, input),
+        Request::Read { path, limit } => read(agent, id, req, &path, limit),
+        Request::Stat { path } => Reply::Stat {
+            entry: match fs::symlink_metadata(&path) {
+                Ok(m) => Some(entry(String::new(), &m)),
+                Err(_) => None,
+            },
+        },
+        Request::Remove { path } => remove(&path),
+        Request::List { path, max } => list(agent, id, &path, max),
+        Request::Untar {} => untar(agent, id, input),
+    };
+    agent.finish(id, &reply);
+}
+
+fn entry(name: String, m: &fs::Metadata) -> Entry {
+    let t = m.file_type();
+    let kind = if t.is_symlink() {
+        EntryKind::Symlink
+    } else if t.is_dir() {
+        EntryKind::Dir
+    } else if t.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    };
+    Entry { name, kind, size: m.len(), mode: m.mode() & 0o7777 }
+}
+
+/// Kills the command's process group and every process still carrying its marker.
+fn kill_tree(req: &Req) {
+    let pgid = req.pgid.load(Ordering::SeqCst);
+    if pgid > 0 {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+    let marker = req.marker.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if marker.is_empty() {
+        return;
+    }
+    let Ok(procs) = fs::read_dir("/proc") else { return };
+    let me = std::process::id() as i32;
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        if let Ok(env) = fs::read(p.path().join("environ")) {
+            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exec(
+    agent: &Arc<Agent>,
+    id: u32,
+    req: &Req,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: String,
+    marker: String,
+    input: Option<mpsc::Receiver<Vec<u8>>>,
+) -> Reply {
+    if argv.is_empty() {
+        return error(ErrorKind::BadRequest, "an exec without a program");
+    }
+    match fs::metadata(&cwd) {
+        Ok(m) if m.is_dir() => {}
+        _ => return error(ErrorKind::NotFound, format!("the working directory {cwd} does not exist")),
+    }
+    *req.marker.lock().unwrap_or_else(|p| p.into_inner()) = marker;
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .envs(env)
+        .current_dir(&cwd)
+        .process_group(0)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return io_error(&format!("starting {}", argv[0]), &e),
+    };
+    req.pgid.store(child.id() as i32, Ordering::SeqCst);
+    if req.cancelled.load(Ordering::SeqCst) {
+        kill_tree(req); // cancelled while it started
+    }
+    agent.reply(id, &Reply::Started { pid: child.id() });
+    if let (Some(mut pipe), Some(rx)) = (child.stdin.take(), input) {
+        // Apart from the command's own end: one that never reads its stdin must still finish.
+        let agent = agent.clone();
+        std::thread::spawn(move || {
+            let mut open = true;
+            for data in rx {
+                agent.send(&encode(id, Kind::Ack, &1u32.to_be_bytes()));
+                // A command that stopped reading drops the rest, as a closed pipe would.
+                open = open && pipe.write_all(&data).is_ok();
+            }
+        });
+    }
+    std::thread::scope(|s| {
+        for (pipe, kind) in [
+            (child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), Kind::Stdout),
+            (child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>), Kind::Stderr),
+        ] {
+            let Some(mut pipe) = pipe else { continue };
+            let agent = &agent;
+            s.spawn(move || {
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if !agent.send_data(id, req, kind, &buf[..n]) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                agent.send(&encode(id, Kind::Eof, &[kind as u8]));
+            });
+        }
+    });
+    match child.wait() {
+        Ok(status) => Reply::Exit { code: status.code().map(i64::from).unwrap_or_else(|| 128 + i64::from(status.signal().unwrap_or(0))) },
+        Err(e) => io_error("waiting for the command", &e),
+    }
+}
+
+fn read(agent: &Agent, id: u32, req: &Req, path: &str, limit: u64) -> Reply {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return io_error(&format!("opening {path}"), &e),
+    };
+    let m = match f.metadata() {
+        Ok(m) => m,
+        Err(e) => return io_error(&format!("reading {path}"), &e),
+    };
+    if m.is_dir() {
+        return error(ErrorKind::IsDir, format!("{path} is a directory"));
+    }
+    if !m.is_file() {
+        return error(ErrorKind::NotFile, format!("{path} is not a regular file"));
+    }
+    let size = m.len();
+    if size > limit {
+        return Reply::Error { kind: ErrorKind::TooLarge, message: format!("{path} has {size} bytes"), size: Some(size) };
+    }
+    agent.reply(id, &Reply::Size { size });
+    let mut left = size;
+    let mut buf = vec![0u8; CHUNK];
+    while left > 0 {
+        let want = buf.len().min(left.min(usize::MAX as u64) as usize);
+        let n = match f.read(&mut buf[..want]) {
+            Ok(0) => return error(ErrorKind::Other, format!("{path} got shorter while it was read")),
+            Ok(n) => n,
+            Err(e) => return io_error(&format!("reading {path}"), &e),
+        };
+        if !agent.send_data(id, req, Kind::Data, &buf[..n]) {
+            return error(ErrorKind::Other, "cancelled");
+        }
+        left -= n as u64;
+    }
+    Reply::Done {}
+}
+
+fn remove(path: &str) -> Reply {
+    let r = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok(()) => Reply::Done {},
+        Err(e) => io_error(&format!("deleting {path}"), &e),
+    }
+}
+
+fn list(agent: &Agent, id: u32, path: &str, max: usize) -> Reply {
+    let dir = match fs::read_dir(path) {
+        Ok(d) => d,
+        Err(e) => return io_error(&format!("listing {path}"), &e),
+    };
+    let mut batch = Vec::new();
+    let mut count = 0;
+    for e in dir {
+        let e = match e {
+            Ok(e) => e,
+            Err(e) => return io_error(&format!("listing {path}"), &e),
+        };
+        // An entry removed since the directory was read is left out, as `ls` would.
+        let Ok(m) = e.path().symlink_metadata() else { continue };
+        batch.push(entry(e.file_name().to_string_lossy().into_owned(), &m));
+        count += 1;
+        if batch.len() == LIST_BATCH {
+            agent.reply(id, &Reply::Entries { entries: std::mem::take(&mut batch) });
+        }
+        if count >= max {
+            break;
+        }
+    }
+    if !batch.is_empty() {
+        agent.reply(id, &Reply::Entries { entries: batch });
+    }
+    Reply::Done {}
+}
+
+/// The host's data frames of one request as a reader, acknowledging each as it is taken.
+struct Input<'a> {
+    agent: &'a Agent,
+    id: u32,
+    rx: mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Input<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(data) => {
+                    self.agent.send(&encode(self.id, Kind::Ack, &1u32.to_be_bytes()));
+                    self.cur = data;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn untar(agent: &Agent, id: u32, input: Option<mpsc::Receiver<Vec<u8>>>) -> Reply {
+    let Some(rx) = input else { return error(ErrorKind::BadRequest, "an untar without data") };
+    let mut input = Input { agent, id, rx, cur: Vec::new(), pos: 0 };
+    let mut archive = tar::Archive::new(&mut input);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(true);
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => return io_error("reading the archive", &e),
+    };
+    for e in entries {
+        let mut e = match e {
+            Ok(e) => e,
+            Err(e) => return io_error("reading the archive", &e),
+        };
+        let name = e.path().map(|p| p.display().to_string()).unwrap_or_default();
+        if let Err(err) = e.unpack_in(Path::new("/")) {
+            return io_error(&format!("writing /{name}"), &err);
+        }
+    }
+    // Whatever follows the archive's end (padding) is read, so every frame is acknowledged.
+    let _ = io::copy(&mut input, &mut io::sink());
+    Reply::Done {}
+}
