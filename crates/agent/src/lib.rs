@@ -122,7 +122,7 @@ pub enum Request {
         /// The absolute path.
         path: String,
     },
-    /// Lists a directory: [`Reply::Entries`] batches, then [`Reply::Done`].
+    /// Lists a directory: `Data` frames each holding a JSON array of [`Entry`], then [`Reply::Done`].
     List {
         /// The absolute path.
         path: String,
@@ -203,11 +203,6 @@ pub enum Reply {
     Stat {
         /// The entry.
         entry: Option<Entry>,
-    },
-    /// A batch of directory entries.
-    Entries {
-        /// The entries, in no order.
-        entries: Vec<Entry>,
     },
     /// The request succeeded (terminal).
     Done {},

@@ -21,8 +21,9 @@ use dagger_sandbox_agent::{
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
-/// Entries of a listing sent in one frame (each well under 300 bytes of JSON).
-const LIST_BATCH: usize = 500;
+/// Entries of a listing sent in one frame: at most about 1.6 KB of JSON each (a 255-byte name of
+/// escaped bytes), so a batch stays well inside `MAX_PAYLOAD`.
+const LIST_BATCH: usize = 100;
 
 /// What the agent shares between its threads.
 struct Agent {
@@ -119,7 +120,8 @@ fn main() {
                 eprintln!("dagger-sandbox-agent: the host did not start with a hello; stopping");
                 break;
             }
-            let hello = Hello { version: PROTOCOL_VERSION, pid: std::process::id(), uid: nix::unistd::getuid().as_raw() };
+            let hello =
+                Hello { version: PROTOCOL_VERSION, pid: std::process::id(), uid: nix::unistd::getuid().as_raw() };
             agent.send(&encode_json(0, Kind::Hello, &hello));
             greeted = true;
             continue;
@@ -194,7 +196,7 @@ fn serve(agent: &Arc<Agent>, id: u32, req: &Req, request: Request, input: Option
             },
         },
         Request::Remove { path } => remove(&path),
-        Request::List { path, max } => list(agent, id, &path, max),
+        Request::List { path, max } => list(agent, id, req, &path, max),
         Request::Untar {} => untar(agent, id, input),
     };
     agent.finish(id, &reply);
@@ -311,7 +313,9 @@ fn exec(
         }
     });
     match child.wait() {
-        Ok(status) => Reply::Exit { code: status.code().map(i64::from).unwrap_or_else(|| 128 + i64::from(status.signal().unwrap_or(0))) },
+        Ok(status) => Reply::Exit {
+            code: status.code().map(i64::from).unwrap_or_else(|| 128 + i64::from(status.signal().unwrap_or(0))),
+        },
         Err(e) => io_error("waiting for the command", &e),
     }
 }
@@ -333,7 +337,11 @@ fn read(agent: &Agent, id: u32, req: &Req, path: &str, limit: u64) -> Reply {
     }
     let size = m.len();
     if size > limit {
-        return Reply::Error { kind: ErrorKind::TooLarge, message: format!("{path} has {size} bytes"), size: Some(size) };
+        return Reply::Error {
+            kind: ErrorKind::TooLarge,
+            message: format!("{path} has {size} bytes"),
+            size: Some(size),
+        };
     }
     agent.reply(id, &Reply::Size { size });
     let mut left = size;
@@ -365,7 +373,7 @@ fn remove(path: &str) -> Reply {
     }
 }
 
-fn list(agent: &Agent, id: u32, path: &str, max: usize) -> Reply {
+fn list(agent: &Agent, id: u32, req: &Req, path: &str, max: usize) -> Reply {
     let dir = match fs::read_dir(path) {
         Ok(d) => d,
         Err(e) => return io_error(&format!("listing {path}"), &e),
@@ -381,17 +389,23 @@ fn list(agent: &Agent, id: u32, path: &str, max: usize) -> Reply {
         let Ok(m) = e.path().symlink_metadata() else { continue };
         batch.push(entry(e.file_name().to_string_lossy().into_owned(), &m));
         count += 1;
-        if batch.len() == LIST_BATCH {
-            agent.reply(id, &Reply::Entries { entries: std::mem::take(&mut batch) });
+        if batch.len() == LIST_BATCH && !send_entries(agent, id, req, &mut batch) {
+            return error(ErrorKind::Other, "cancelled");
         }
         if count >= max {
             break;
         }
     }
-    if !batch.is_empty() {
-        agent.reply(id, &Reply::Entries { entries: batch });
+    if !batch.is_empty() && !send_entries(agent, id, req, &mut batch) {
+        return error(ErrorKind::Other, "cancelled");
     }
     Reply::Done {}
+}
+
+/// Sends a batch of entries as one data frame (a JSON array), under the window.
+fn send_entries(agent: &Agent, id: u32, req: &Req, batch: &mut Vec<Entry>) -> bool {
+    let json = serde_json::to_vec(&std::mem::take(batch)).expect("entries serialize");
+    agent.send_data(id, req, Kind::Data, &json)
 }
 
 /// The host's data frames of one request as a reader, acknowledging each as it is taken.

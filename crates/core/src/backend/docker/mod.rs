@@ -22,6 +22,7 @@ use crate::owner::{host_id, LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBO
 use crate::paths::SandboxPath;
 use crate::stream::{ByteStream, FileReader};
 
+pub(crate) mod agent;
 mod exec;
 mod files;
 pub(crate) mod inventory;
@@ -148,6 +149,8 @@ pub(crate) struct DockerEngine {
     execs: Arc<kill::ExecBook>,
     /// What went wrong at create without failing it (a cache volume that could not be made).
     warnings: Vec<String>,
+    /// The in-sandbox agent, the fast path for commands and files.
+    agent: Arc<agent::AgentSlot>,
 }
 
 impl DockerEngine {
@@ -160,7 +163,9 @@ impl DockerEngine {
         for w in &warnings {
             tracing::warn!(sandbox = id, "{w}");
         }
-        let (container, ports) = start_container(&docker, &spec, id).await?;
+        let (container, ports, with_agent) = start_with_agent(&docker, &mut spec, id).await?;
+        let agent = agent::AgentSlot::new(&docker, &container, id, with_agent);
+        agent.warm_up();
         Ok(DockerEngine {
             warnings,
             docker,
@@ -171,6 +176,7 @@ impl DockerEngine {
             ports,
             recorded_env: BTreeMap::new(),
             execs: Default::default(),
+            agent,
         })
     }
 
@@ -209,16 +215,20 @@ impl DockerEngine {
             .collect();
         let spec = Spec::of(cfg);
         let ports = published_ports(&info, &spec.ports);
+        let container = info.id.unwrap_or_else(|| container.into());
+        // The container may have been made with the agent mounted; starting it tells.
+        let agent = agent::AgentSlot::new(&docker, &container, id, !agent::place::turned_off());
         Ok(DockerEngine {
             warnings: Vec::new(),
             docker,
             id: id.to_string(),
-            container: info.id.unwrap_or_else(|| container.into()),
+            container,
             spec,
             owned_image,
             ports,
             recorded_env,
             execs: Default::default(),
+            agent,
         })
     }
 
@@ -272,6 +282,30 @@ fn published_ports(info: &ContainerInspectResponse, ports: &[u16]) -> Vec<PortMa
             Some(PortMapping::new(*p, host))
         })
         .collect()
+}
+
+/// [`start_container`] with the agent binary mounted when one is found; an engine that refuses
+/// the mount gets the container without it (the sandbox then uses the Engine API). Returns the
+/// container, its ports, and whether the agent is there.
+async fn start_with_agent(docker: &Docker, spec: &mut Spec, id: &str) -> Result<(String, Vec<PortMapping>, bool)> {
+    spec.mounts.retain(|m| !agent::place::is_agent_mount(m));
+    match agent::place::find() {
+        Ok(binary) => spec.mounts.push(agent::place::mount(&binary)),
+        Err(why) => {
+            agent::place::note_unused(id, &why);
+            let (container, ports) = start_container(docker, spec, id).await?;
+            return Ok((container, ports, false));
+        }
+    }
+    match start_container(docker, spec, id).await {
+        Ok((container, ports)) => Ok((container, ports, true)),
+        Err(e) => {
+            agent::place::note_unused(id, &format!("the engine refused its mount: {e}"));
+            spec.mounts.retain(|m| !agent::place::is_agent_mount(m));
+            let (container, ports) = start_container(docker, spec, id).await?;
+            Ok((container, ports, false))
+        }
+    }
 }
 
 /// Creates and starts a sandbox container; a half-made container is removed on failure. Returns
@@ -401,6 +435,10 @@ impl Engine for DockerEngine {
     }
 
     async fn start_exec(&self, spec: ExecSpec) -> Result<Box<dyn RunningExec>> {
+        if let Some(link) = self.agent.link().await {
+            let run = agent::AgentExec::start(&link, &self.docker, &self.container, &self.id, spec).await?;
+            return Ok(Box::new(run));
+        }
         if !matches!(self.stat(&spec.cwd).await?, Some(EntryKind::Dir | EntryKind::Symlink)) {
             return Err(Error::not_found(&self.id, "working directory", spec.cwd.to_string()));
         }
@@ -409,7 +447,10 @@ impl Engine for DockerEngine {
     }
 
     async fn upload_tar(&self, tar: ByteStream) -> Result<()> {
-        files::upload(self, tar).await
+        match self.agent.files_link().await {
+            Some(link) => agent::files::upload(&link, &self.id, self.spec.timeout, tar).await,
+            None => files::upload(self, tar).await,
+        }
     }
 
     async fn download_tar(&self, path: &SandboxPath) -> Result<ByteStream> {
@@ -417,19 +458,35 @@ impl Engine for DockerEngine {
     }
 
     async fn read_file(&self, path: &SandboxPath, limit: u64) -> Result<FileReader> {
-        files::read_file(self, path, limit).await
+        match self.agent.files_link().await {
+            Some(link) => agent::files::read_file(&link, &self.id, path, limit).await,
+            None => files::read_file(self, path, limit).await,
+        }
     }
 
     async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>> {
-        files::stat(self, path).await
+        match self.agent.files_link().await {
+            Some(link) => agent::files::stat(&link, path).await,
+            None => files::stat(self, path).await,
+        }
     }
 
     async fn remove(&self, path: &SandboxPath) -> Result<()> {
-        files::remove(self, path).await
+        match self.agent.files_link().await {
+            Some(link) => agent::files::remove(&link, &self.id, self.spec.timeout, path).await,
+            None => files::remove(self, path).await,
+        }
     }
 
     async fn list_dir(&self, path: &SandboxPath) -> Result<Vec<DirEntry>> {
-        files::list_dir(self, path).await
+        match self.agent.files_link().await {
+            Some(link) => agent::files::list_dir(&link, &self.id, path).await,
+            None => files::list_dir(self, path).await,
+        }
+    }
+
+    async fn agent_running(&self) -> bool {
+        self.agent.running().await
     }
 
     async fn fork(&self, new_id: &str) -> Result<Box<dyn Engine>> {
@@ -449,14 +506,16 @@ impl Engine for DockerEngine {
             .commit_container(opts, ContainerConfig { labels: Some(labels), ..Default::default() })
             .await
             .map_err(|e| self.err("committing the fork snapshot", e))?;
-        let spec = Spec { image: snap.id.clone(), ..self.spec.clone() };
-        let (container, ports) = match start_container(&self.docker, &spec, new_id).await {
+        let mut spec = Spec { image: snap.id.clone(), ..self.spec.clone() };
+        let (container, ports, with_agent) = match start_with_agent(&self.docker, &mut spec, new_id).await {
             Ok(c) => c,
             Err(e) => {
                 let _ = remove_image(&self.docker, &snap.id).await;
                 return Err(e);
             }
         };
+        let agent = agent::AgentSlot::new(&self.docker, &container, new_id, with_agent);
+        agent.warm_up();
         Ok(Box::new(DockerEngine {
             warnings: Vec::new(),
             docker: self.docker.clone(),
@@ -467,6 +526,7 @@ impl Engine for DockerEngine {
             ports,
             recorded_env: BTreeMap::new(),
             execs: Default::default(),
+            agent,
         }))
     }
 
