@@ -2,15 +2,19 @@
 //! (one long-lived `docker exec`), runs commands in process groups of their own, and reads and
 //! writes files, many requests at once. Logs go to stderr. It exits when its stdin closes, after
 //! killing the commands it still runs.
+//!
+//! It is a child subreaper: a process that leaves its command's tree (`setsid cmd &` from a
+//! subshell) is reparented to the agent, not to the container's init, so a kill can still find it
+//! (see [`kill_tree`]), and the agent reaps it when it ends.
 
-use std::collections::HashMap;
-use std::fs::{self, File};
+use std::collections::{HashMap, HashSet};
+use std::fs;
 use std::io::{self, BufWriter, ErrorKind as IoKind, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -19,6 +23,7 @@ use dagger_sandbox_agent::{
     PROTOCOL_VERSION, WINDOW,
 };
 use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
 /// Entries of a listing sent in one frame: at most about 1.6 KB of JSON each (a 255-byte name of
@@ -29,6 +34,12 @@ const LIST_BATCH: usize = 100;
 struct Agent {
     out: Mutex<BufWriter<io::Stdout>>,
     requests: Mutex<HashMap<u32, Arc<Req>>>,
+    /// The commands it started and has not waited for: the reaper leaves these to their owners.
+    /// Held while a command is spawned, so the reaper never takes a child before it is listed.
+    children: Mutex<HashSet<i32>>,
+    /// Commands started so far (a sequence number each) and running now, to judge orphans.
+    started: AtomicU64,
+    live: AtomicUsize,
 }
 
 /// One request in flight.
@@ -44,6 +55,9 @@ struct Req {
     pgid: AtomicI32,
     /// The marker its processes carry.
     marker: Mutex<String>,
+    /// Its sequence number among commands, and whether another ran when it started.
+    seq: AtomicU64,
+    shared: AtomicBool,
 }
 
 impl Agent {
@@ -95,7 +109,21 @@ fn io_error(what: &str, e: &io::Error) -> Reply {
 }
 
 fn main() {
-    let agent = Arc::new(Agent { out: Mutex::new(BufWriter::new(io::stdout())), requests: Mutex::default() });
+    let agent = Arc::new(Agent {
+        out: Mutex::new(BufWriter::new(io::stdout())),
+        requests: Mutex::default(),
+        children: Mutex::default(),
+        started: AtomicU64::new(0),
+        live: AtomicUsize::new(0),
+    });
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        eprintln!("dagger-sandbox-agent: cannot be a subreaper ({e}); escaped processes go to init");
+    }
+    let reaper = agent.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        reap_orphans(&reaper);
+    });
     let mut stdin = io::stdin().lock();
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; CHUNK];
@@ -130,7 +158,7 @@ fn main() {
     }
     // The host hung up: a command it can no longer see or stop must not run on.
     for req in agent.requests.lock().unwrap_or_else(|p| p.into_inner()).values() {
-        kill_tree(req);
+        kill_tree(&agent, req);
     }
 }
 
@@ -176,7 +204,7 @@ fn dispatch(agent: &Arc<Agent>, frame: Frame) {
                 r.cancelled.store(true, Ordering::SeqCst);
                 r.input.lock().unwrap_or_else(|p| p.into_inner()).take();
                 r.credit.notify_all();
-                kill_tree(&r);
+                kill_tree(agent, &r);
             }
         }
         Kind::Hello | Kind::Reply | Kind::Stdout | Kind::Stderr => {
@@ -216,28 +244,84 @@ fn entry(name: String, m: &fs::Metadata) -> Entry {
     Entry { name, kind, size: m.len(), mode: m.mode() & 0o7777 }
 }
 
-/// Kills the command's process group and every process still carrying its marker.
-fn kill_tree(req: &Req) {
+/// One process as `/proc` shows it.
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    pgid: i32,
+    zombie: bool,
+}
+
+/// Every process in the sandbox's pid namespace.
+fn processes() -> Vec<Proc> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let mut f = rest.split(' ');
+            let state = f.next()?;
+            let ppid = f.next()?.parse().ok()?;
+            let pgid = f.next()?.parse().ok()?;
+            Some(Proc { pid, ppid, pgid, zombie: state == "Z" })
+        })
+        .collect()
+}
+
+/// Reaps processes that were reparented to the agent and ended (not its own commands, which
+/// their threads wait for).
+fn reap_orphans(agent: &Agent) {
+    let me = std::process::id() as i32;
+    let children = agent.children.lock().unwrap_or_else(|p| p.into_inner());
+    for p in processes() {
+        if p.ppid == me && p.zombie && !children.contains(&p.pid) {
+            let _ = waitpid(Pid::from_raw(p.pid), Some(WaitPidFlag::WNOHANG));
+        }
+    }
+}
+
+/// Kills a command: its process group, every process still carrying its marker, and, when no
+/// other command ran since it started, the processes that left its tree (reparented to the
+/// agent, created after it: pids grow in a pid namespace), each with all its descendants.
+fn kill_tree(agent: &Agent, req: &Req) {
     let pgid = req.pgid.load(Ordering::SeqCst);
     if pgid > 0 {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
     let marker = req.marker.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    if marker.is_empty() {
-        return;
+    if pgid <= 0 && marker.is_empty() {
+        return; // not a command
     }
-    let Ok(procs) = fs::read_dir("/proc") else { return };
     let me = std::process::id() as i32;
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        if pid == me {
-            continue;
+    let alone =
+        !req.shared.load(Ordering::SeqCst) && agent.started.load(Ordering::SeqCst) == req.seq.load(Ordering::SeqCst);
+    let procs = processes();
+    let children = agent.children.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut doomed: HashSet<i32> = procs
+        .iter()
+        .filter(|p| p.pid != me)
+        .filter(|p| {
+            (pgid > 0 && p.pgid == pgid)
+                || (alone && pgid > 0 && p.ppid == me && p.pid > pgid && !children.contains(&p.pid))
+                || (!marker.is_empty()
+                    && fs::read(format!("/proc/{}/environ", p.pid))
+                        .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes())))
+        })
+        .map(|p| p.pid)
+        .collect();
+    // Their descendants too, whatever group or environment they chose.
+    loop {
+        let more: Vec<i32> =
+            procs.iter().filter(|p| doomed.contains(&p.ppid) && !doomed.contains(&p.pid)).map(|p| p.pid).collect();
+        if more.is_empty() {
+            break;
         }
-        if let Ok(env) = fs::read(p.path().join("environ")) {
-            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
+        doomed.extend(more);
+    }
+    for pid in doomed {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 
@@ -260,6 +344,23 @@ fn exec(
         _ => return error(ErrorKind::NotFound, format!("the working directory {cwd} does not exist")),
     }
     *req.marker.lock().unwrap_or_else(|p| p.into_inner()) = marker;
+    req.shared.store(agent.live.fetch_add(1, Ordering::SeqCst) > 0, Ordering::SeqCst);
+    req.seq.store(agent.started.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+    let reply = run(agent, id, req, argv, env, cwd, input);
+    agent.live.fetch_sub(1, Ordering::SeqCst);
+    reply
+}
+
+/// Runs one command to its end (see [`exec`]).
+fn run(
+    agent: &Arc<Agent>,
+    id: u32,
+    req: &Req,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: String,
+    input: Option<mpsc::Receiver<Vec<u8>>>,
+) -> Reply {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .envs(env)
@@ -268,13 +369,19 @@ fn exec(
         .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return io_error(&format!("starting {}", argv[0]), &e),
+    let mut child = {
+        let mut children = agent.children.lock().unwrap_or_else(|p| p.into_inner());
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => return io_error(&format!("starting {}", argv[0]), &e),
+        };
+        children.insert(child.id() as i32);
+        child
     };
-    req.pgid.store(child.id() as i32, Ordering::SeqCst);
+    let pid = child.id() as i32;
+    req.pgid.store(pid, Ordering::SeqCst);
     if req.cancelled.load(Ordering::SeqCst) {
-        kill_tree(req); // cancelled while it started
+        kill_tree(agent, req); // cancelled while it started
     }
     agent.reply(id, &Reply::Started { pid: child.id() });
     if let (Some(mut pipe), Some(rx)) = (child.stdin.take(), input) {
@@ -312,7 +419,9 @@ fn exec(
             });
         }
     });
-    match child.wait() {
+    let status = child.wait();
+    agent.children.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+    match status {
         Ok(status) => Reply::Exit {
             code: status.code().map(i64::from).unwrap_or_else(|| 128 + i64::from(status.signal().unwrap_or(0))),
         },
@@ -321,7 +430,8 @@ fn exec(
 }
 
 fn read(agent: &Agent, id: u32, req: &Req, path: &str, limit: u64) -> Reply {
-    let mut f = match File::open(path) {
+    // Non-blocking, so a fifo is refused below instead of waiting for a writer forever.
+    let mut f = match fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NONBLOCK).open(path) {
         Ok(f) => f,
         Err(e) => return io_error(&format!("opening {path}"), &e),
     };
@@ -454,7 +564,13 @@ fn untar(agent: &Agent, id: u32, input: Option<mpsc::Receiver<Vec<u8>>>) -> Repl
         };
         let name = e.path().map(|p| p.display().to_string()).unwrap_or_default();
         if let Err(err) = e.unpack_in(Path::new("/")) {
-            return io_error(&format!("writing /{name}"), &err);
+            // A file where a directory must go (or the other way round) is the caller's conflict.
+            return match err.kind() {
+                IoKind::NotADirectory | IoKind::IsADirectory | IoKind::AlreadyExists | IoKind::DirectoryNotEmpty => {
+                    error(ErrorKind::Conflict, format!("writing /{name}: {err}"))
+                }
+                _ => io_error(&format!("writing /{name}"), &err),
+            };
         }
     }
     // Whatever follows the archive's end (padding) is read, so every frame is acknowledged.

@@ -494,6 +494,10 @@ impl Engine for DockerEngine {
         labels.insert(LABEL_SANDBOX.into(), new_id.into());
         labels.insert(LABEL_OWNER.into(), self.spec.owner.clone());
         labels.insert(LABEL_HOST.into(), host_id().into());
+        // The commit pauses the container: an exec being started meanwhile (the agent starting in
+        // the background after create) freezes half-made and deadlocks the engine on this
+        // container. So the agent's start is finished first, whichever way it ends.
+        let _ = self.agent.link().await;
         // pause=true: a commit of a container whose processes keep writing must not be torn.
         let opts = CommitContainerOptionsBuilder::default()
             .container(&self.container)
