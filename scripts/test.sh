@@ -26,6 +26,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+echo "== the in-sandbox agent, static (scripts/agent-build.sh; the Docker tests mount it)"
+bash scripts/agent-build.sh
 coverage=${DAGGER_SANDBOX_COVERAGE:-1}
 if [ "$coverage" = 1 ]; then
   bash scripts/coverage-tools.sh
@@ -38,6 +40,8 @@ if [ "$coverage" = 1 ]; then
 fi
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== conformance on docker again, without the agent (DAGGER_SANDBOX_AGENT=off: the Engine API path)"
+DAGGER_SANDBOX_AGENT=off cargo test -p dagger-sandbox --test conformance --locked -- docker::
 echo "== chaos: kill -9 of the daemon, dockerd and a bridge client during a 20-sandbox workload"
 # Alone, after every other Rust test: it stops and restarts the Docker engine (scripts/engine.sh).
 cargo test -p dagger-sandbox-cli --test chaos --locked -- --ignored --nocapture
