@@ -2,6 +2,10 @@
 //! carries length-prefixed frames, each naming the request it belongs to, so many requests are
 //! in flight at once (multiplexed). Control messages are JSON; file bytes and output are raw.
 //!
+//! Transport: the agent's stdin and stdout, or, when the host offers one in
+//! `DAGGER_SANDBOX_AGENT_SOCKET`, a Unix socket the host listens on (the agent's stdin then only
+//! tells it, by closing, that the host is gone).
+//!
 //! Frame: `len: u32 BE` (bytes after this field) | `id: u32 BE` | `kind: u8` | payload.
 //! The host opens with [`Kind::Hello`] (`id` 0) and the agent answers with its own hello; a
 //! version the agent does not speak ends the connection. Every request then gets exactly one
@@ -82,6 +86,10 @@ pub struct Hello {
     /// The user id the agent runs as (0 from the host).
     #[serde(default)]
     pub uid: u32,
+    /// On the socket transport, the token the host gave the agent (in its environment): anyone in
+    /// the sandbox can reach the socket, only the agent knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// One operation the host asks of the agent.
@@ -305,6 +313,8 @@ mod tests {
     fn frames_round_trip_and_split_anywhere() {
         let mut wire = encode(7, Kind::Stdout, b"\x00\xffbytes");
         wire.extend(encode_json(9, Kind::Request, &Request::Stat { path: "/a b".into() }));
+        let hello = Hello { version: 1, pid: 0, uid: 0, token: None };
+        assert_eq!(serde_json::to_string(&hello).unwrap(), r#"{"version":1,"pid":0,"uid":0}"#);
         let mut buf = Vec::new();
         let mut got = Vec::new();
         for b in wire {

@@ -32,7 +32,7 @@ const LIST_BATCH: usize = 100;
 
 /// What the agent shares between its threads.
 struct Agent {
-    out: Mutex<BufWriter<io::Stdout>>,
+    out: Mutex<BufWriter<Box<dyn Write + Send>>>,
     requests: Mutex<HashMap<u32, Arc<Req>>>,
     /// The commands it started and has not waited for: the reaper leaves these to their owners.
     /// Held while a command is spawned, so the reaper never takes a child before it is listed.
@@ -108,9 +108,36 @@ fn io_error(what: &str, e: &io::Error) -> Reply {
     error(kind, format!("{what}: {e}"))
 }
 
+/// The stream the protocol runs on: the socket the host offers, else stdin and stdout.
+fn transport(socket: Option<std::ffi::OsString>) -> (Box<dyn Read + Send>, Box<dyn Write + Send>) {
+    if let Some(path) = socket {
+        match std::os::unix::net::UnixStream::connect(&path) {
+            Ok(s) => match s.try_clone() {
+                Ok(w) => {
+                    // Stdin stays the host's line to us: its end means the host is gone.
+                    std::thread::spawn(|| {
+                        let _ = io::copy(&mut io::stdin(), &mut io::sink());
+                        std::process::exit(0);
+                    });
+                    return (Box::new(s), Box::new(w));
+                }
+                Err(e) => eprintln!("dagger-sandbox-agent: the socket: {e}; using stdio"),
+            },
+            Err(e) => eprintln!("dagger-sandbox-agent: cannot connect to {path:?}: {e}; using stdio"),
+        }
+    }
+    (Box::new(io::stdin()), Box::new(io::stdout()))
+}
+
 fn main() {
+    // Kept from the commands it runs: the token proves the agent to the host.
+    let token = std::env::var("DAGGER_SANDBOX_AGENT_TOKEN").ok();
+    let socket = std::env::var_os("DAGGER_SANDBOX_AGENT_SOCKET");
+    std::env::remove_var("DAGGER_SANDBOX_AGENT_TOKEN");
+    std::env::remove_var("DAGGER_SANDBOX_AGENT_SOCKET");
+    let (mut input, output) = transport(socket);
     let agent = Arc::new(Agent {
-        out: Mutex::new(BufWriter::new(io::stdout())),
+        out: Mutex::new(BufWriter::new(output)),
         requests: Mutex::default(),
         children: Mutex::default(),
         started: AtomicU64::new(0),
@@ -124,14 +151,13 @@ fn main() {
         std::thread::sleep(std::time::Duration::from_secs(1));
         reap_orphans(&reaper);
     });
-    let mut stdin = io::stdin().lock();
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; CHUNK];
     let mut greeted = false;
     loop {
         let frame = match decode(&mut buf) {
             Ok(Some(f)) => f,
-            Ok(None) => match stdin.read(&mut chunk) {
+            Ok(None) => match input.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     buf.extend_from_slice(&chunk[..n]);
@@ -148,8 +174,12 @@ fn main() {
                 eprintln!("dagger-sandbox-agent: the host did not start with a hello; stopping");
                 break;
             }
-            let hello =
-                Hello { version: PROTOCOL_VERSION, pid: std::process::id(), uid: nix::unistd::getuid().as_raw() };
+            let hello = Hello {
+                version: PROTOCOL_VERSION,
+                pid: std::process::id(),
+                uid: nix::unistd::getuid().as_raw(),
+                token: token.clone(),
+            };
             agent.send(&encode_json(0, Kind::Hello, &hello));
             greeted = true;
             continue;

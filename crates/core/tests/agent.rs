@@ -44,7 +44,7 @@ fn hello_printf() -> String {
     let frame = dagger_sandbox_agent::encode_json(
         0,
         dagger_sandbox_agent::Kind::Hello,
-        &dagger_sandbox_agent::Hello { version: dagger_sandbox_agent::PROTOCOL_VERSION, pid: 1, uid: 0 },
+        &dagger_sandbox_agent::Hello { version: dagger_sandbox_agent::PROTOCOL_VERSION, pid: 1, uid: 0, token: None },
     );
     frame.iter().map(|b| format!("\\{b:03o}")).collect()
 }
@@ -82,6 +82,9 @@ async fn commands_and_files_go_through_the_agent() {
     // The command's parent is the agent, not the engine's exec: it did run through it.
     let r = sb.exec("cat /proc/$PPID/cmdline | tr '\\0' ' '", ExecOptions::new()).await.unwrap();
     assert_eq!(r.stdout.trim(), dagger_sandbox_agent::AGENT_PATH, "{r:?}");
+    // It speaks over the host's Unix socket (the socket transport), not the engine's stdio copy.
+    let r = sb.exec("ls -l /proc/$PPID/fd | grep -c socket:", ExecOptions::new()).await.unwrap();
+    assert_ne!(r.stdout.trim(), "0", "{r:?}");
     let opts = ExecOptions::new().env("GREETING", "hi there").cwd("/tmp").stdin(b"in\x00put".to_vec());
     let r = sb.exec("echo \"$GREETING\" $(pwd); wc -c; echo err >&2; exit 3", opts).await.unwrap();
     assert_eq!((r.exit_code, r.stdout.as_str(), r.stderr.as_str()), (3, "hi there /tmp\n6\n", "err\n"));
@@ -167,7 +170,7 @@ async fn a_window_overrun_ends_the_connection() {
     let host_hello = dagger_sandbox_agent::encode_json(
         0,
         dagger_sandbox_agent::Kind::Hello,
-        &dagger_sandbox_agent::Hello { version: dagger_sandbox_agent::PROTOCOL_VERSION, pid: 0, uid: 0 },
+        &dagger_sandbox_agent::Hello { version: dagger_sandbox_agent::PROTOCOL_VERSION, pid: 0, uid: 0, token: None },
     );
     // It waits for the host's hello and the first byte of its first request before flooding.
     let body = format!(

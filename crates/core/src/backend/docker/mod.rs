@@ -163,8 +163,8 @@ impl DockerEngine {
         for w in &warnings {
             tracing::warn!(sandbox = id, "{w}");
         }
-        let (container, ports, with_agent) = start_with_agent(&docker, &mut spec, id).await?;
-        let agent = agent::AgentSlot::new(&docker, &container, id, with_agent);
+        let (container, ports, placement) = start_with_agent(&docker, &mut spec, id).await?;
+        let agent = agent::AgentSlot::new(&docker, &container, id, placement);
         agent.warm_up();
         Ok(DockerEngine {
             warnings,
@@ -217,7 +217,8 @@ impl DockerEngine {
         let ports = published_ports(&info, &spec.ports);
         let container = info.id.unwrap_or_else(|| container.into());
         // The container may have been made with the agent mounted; starting it tells.
-        let agent = agent::AgentSlot::new(&docker, &container, id, !agent::place::turned_off());
+        let placement = agent::Placement { enabled: !agent::place::turned_off(), socket_dir: None };
+        let agent = agent::AgentSlot::new(&docker, &container, id, placement);
         Ok(DockerEngine {
             warnings: Vec::new(),
             docker,
@@ -286,24 +287,39 @@ fn published_ports(info: &ContainerInspectResponse, ports: &[u16]) -> Vec<PortMa
 
 /// [`start_container`] with the agent binary mounted when one is found; an engine that refuses
 /// the mount gets the container without it (the sandbox then uses the Engine API). Returns the
-/// container, its ports, and whether the agent is there.
-async fn start_with_agent(docker: &Docker, spec: &mut Spec, id: &str) -> Result<(String, Vec<PortMapping>, bool)> {
+/// container, its ports, and what the agent was given.
+async fn start_with_agent(
+    docker: &Docker,
+    spec: &mut Spec,
+    id: &str,
+) -> Result<(String, Vec<PortMapping>, agent::Placement)> {
     spec.mounts.retain(|m| !agent::place::is_agent_mount(m));
+    let mut placement = agent::Placement::default();
     match agent::place::find() {
-        Ok(binary) => spec.mounts.push(agent::place::mount(&binary)),
+        Ok(binary) => {
+            spec.mounts.push(agent::place::mount(&binary));
+            placement.enabled = true;
+            if let Some((dir, mount)) = agent::place::socket_dir() {
+                spec.mounts.push(mount);
+                placement.socket_dir = Some(dir);
+            }
+        }
         Err(why) => {
             agent::place::note_unused(id, &why);
             let (container, ports) = start_container(docker, spec, id).await?;
-            return Ok((container, ports, false));
+            return Ok((container, ports, placement));
         }
     }
-    match start_container(docker, spec, id).await {
-        Ok((container, ports)) => Ok((container, ports, true)),
+    // The mounts are the sandbox's own: a fork gets new ones from this function.
+    let mounts = spec.mounts.clone();
+    spec.mounts.retain(|m| !agent::place::is_agent_mount(m));
+    let with_agent = Spec { mounts, ..spec.clone() };
+    match start_container(docker, &with_agent, id).await {
+        Ok((container, ports)) => Ok((container, ports, placement)),
         Err(e) => {
             agent::place::note_unused(id, &format!("the engine refused its mount: {e}"));
-            spec.mounts.retain(|m| !agent::place::is_agent_mount(m));
             let (container, ports) = start_container(docker, spec, id).await?;
-            Ok((container, ports, false))
+            Ok((container, ports, agent::Placement::default()))
         }
     }
 }
@@ -511,14 +527,14 @@ impl Engine for DockerEngine {
             .await
             .map_err(|e| self.err("committing the fork snapshot", e))?;
         let mut spec = Spec { image: snap.id.clone(), ..self.spec.clone() };
-        let (container, ports, with_agent) = match start_with_agent(&self.docker, &mut spec, new_id).await {
+        let (container, ports, placement) = match start_with_agent(&self.docker, &mut spec, new_id).await {
             Ok(c) => c,
             Err(e) => {
                 let _ = remove_image(&self.docker, &snap.id).await;
                 return Err(e);
             }
         };
-        let agent = agent::AgentSlot::new(&self.docker, &container, new_id, with_agent);
+        let agent = agent::AgentSlot::new(&self.docker, &container, new_id, placement);
         agent.warm_up();
         Ok(Box::new(DockerEngine {
             warnings: Vec::new(),

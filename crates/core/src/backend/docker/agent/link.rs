@@ -5,6 +5,9 @@
 //! fails the requests in flight with `ENGINE_ERROR` and sends later ones to the Engine API path.
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,8 +19,10 @@ use bollard::Docker;
 use bytes::Bytes;
 use dagger_sandbox_agent::{decode, encode, encode_json, Hello, Kind, Reply, Request, PROTOCOL_VERSION, WINDOW};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixListener;
 use tokio::sync::{mpsc, Semaphore};
+use tokio_util::io::StreamReader;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::docker::describe;
@@ -28,6 +33,16 @@ pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames of one request the host keeps before the consumer takes them: the agent's data window
 /// for stdout and stderr, plus the few control replies one request can get. More is a violation.
 const QUEUE: usize = 2 * WINDOW as usize + 8;
+/// Where the socket directory is mounted in a sandbox, and the socket's name in it.
+pub(crate) const SOCKET_DIR: &str = "/.dagger-sandbox/run";
+const SOCKET_NAME: &str = "agent.sock";
+/// The agent's variables: the socket to connect to, and the token that proves it is the agent.
+const SOCKET_VAR: &str = "DAGGER_SANDBOX_AGENT_SOCKET";
+const TOKEN_VAR: &str = "DAGGER_SANDBOX_AGENT_TOKEN";
+
+type Reader = Pin<Box<dyn AsyncRead + Send>>;
+type Writer = Pin<Box<dyn AsyncWrite + Send>>;
+
 /// Most bytes of the agent's stderr logged per line.
 const LOG_MAX: usize = 1024;
 
@@ -74,8 +89,18 @@ pub(crate) struct Link {
 
 impl Link {
     /// Starts the agent at `path` in `container` and shakes hands, within [`HELLO_TIMEOUT`].
-    pub(crate) async fn start(docker: &Docker, container: &str, sandbox: &str, path: &str) -> Result<Arc<Link>> {
-        match tokio::time::timeout(HELLO_TIMEOUT, Self::start_unbounded(docker, container, sandbox, path)).await {
+    /// With `socket_dir` (a host directory mounted at [`SOCKET_DIR`] in the sandbox) the agent is
+    /// offered a Unix socket there, which skips the engine's copying of the exec's stdio; an agent
+    /// that answers on its stdout instead is spoken to there.
+    pub(crate) async fn start(
+        docker: &Docker,
+        container: &str,
+        sandbox: &str,
+        path: &str,
+        socket_dir: Option<&Path>,
+    ) -> Result<Arc<Link>> {
+        let started = Self::start_unbounded(docker, container, sandbox, path, socket_dir);
+        match tokio::time::timeout(HELLO_TIMEOUT, started).await {
             Ok(r) => r,
             Err(_) => Err(Error::engine(
                 sandbox,
@@ -85,61 +110,110 @@ impl Link {
         }
     }
 
-    async fn start_unbounded(docker: &Docker, container: &str, sandbox: &str, path: &str) -> Result<Arc<Link>> {
-        let err = |op: &str, e: bollard::errors::Error| Error::engine(sandbox, op, describe(&e));
+    async fn start_unbounded(
+        docker: &Docker,
+        container: &str,
+        sandbox: &str,
+        path: &str,
+        socket_dir: Option<&Path>,
+    ) -> Result<Arc<Link>> {
+        let fail = |op: &str, e: &dyn std::fmt::Display| Error::engine(sandbox, op, e);
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let socket = match socket_dir {
+            Some(dir) => Some(listen(dir).map_err(|e| fail("opening the agent's socket", &e))?),
+            None => None,
+        };
+        let mut env = vec![format!("{TOKEN_VAR}={token}")];
+        if socket.is_some() {
+            env.push(format!("{SOCKET_VAR}={SOCKET_DIR}/{SOCKET_NAME}"));
+        }
         let config = ExecConfig {
             cmd: Some(vec![path.to_string()]),
+            env: Some(env),
             attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             working_dir: Some("/".into()),
             ..Default::default()
         };
-        let exec = docker.create_exec(container, config).await.map_err(|e| err("starting the agent", e))?;
+        let exec =
+            docker.create_exec(container, config).await.map_err(|e| fail("starting the agent", &describe(&e)))?;
         let opts = StartExecOptions { detach: false, tty: false, output_capacity: None };
-        let started = docker.start_exec(&exec.id, Some(opts)).await.map_err(|e| err("starting the agent", e))?;
-        let StartExecResults::Attached { mut output, mut input } = started else {
-            return Err(Error::engine(sandbox, "starting the agent", "the engine detached an attached exec"));
+        let started =
+            docker.start_exec(&exec.id, Some(opts)).await.map_err(|e| fail("starting the agent", &describe(&e)))?;
+        let StartExecResults::Attached { output, mut input } = started else {
+            return Err(fail("starting the agent", &"the engine detached an attached exec"));
         };
-        input
-            .write_all(&encode_json(0, Kind::Hello, &Hello { version: PROTOCOL_VERSION, pid: 0, uid: 0 }))
-            .await
-            .map_err(|e| Error::engine(sandbox, "greeting the agent", e))?;
-        input.flush().await.map_err(|e| Error::engine(sandbox, "greeting the agent", e))?;
+        let hello = encode_json(0, Kind::Hello, &Hello { version: PROTOCOL_VERSION, pid: 0, uid: 0, token: None });
+        input.write_all(&hello).await.map_err(|e| fail("greeting the agent", &e))?;
+        input.flush().await.map_err(|e| fail("greeting the agent", &e))?;
+        // The exec's output: its stdout carries frames on the stdio transport; its end is the
+        // agent's end on both.
+        let (stdout_tx, mut stdout_rx) = mpsc::channel::<Bytes>(4);
+        let exited = CancellationToken::new();
+        tokio::spawn(pump_output(output, stdout_tx, exited.clone(), sandbox.to_string()));
+        let stdio = |first: Option<Bytes>, rx: mpsc::Receiver<Bytes>| -> Reader {
+            let rest = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+            let all = futures_util::stream::iter(first).chain(rest).map(Ok::<_, std::io::Error>);
+            Box::pin(StreamReader::new(all.boxed()))
+        };
+        let (mut reader, writer, keep): (Reader, Writer, Option<Writer>) = match socket {
+            Some((listener, at)) => tokio::select! {
+                accepted = listener.accept() => {
+                    let _ = std::fs::remove_file(&at); // nobody else is let in
+                    let (stream, _) = accepted.map_err(|e| fail("accepting the agent", &e))?;
+                    let (r, mut w) = stream.into_split();
+                    w.write_all(&hello).await.map_err(|e| fail("greeting the agent", &e))?;
+                    (Box::pin(r), Box::pin(w), Some(Box::pin(input)))
+                }
+                first = stdout_rx.recv() => {
+                    let Some(first) = first else { return Err(fail("greeting the agent", &"it exited before saying hello")) };
+                    (stdio(Some(first), stdout_rx), Box::pin(input), None)
+                }
+            },
+            None => (stdio(None, stdout_rx), Box::pin(input), None),
+        };
         // The hello, read before anything is shared: whatever else comes first is a failure.
         let mut buf = Vec::new();
         let hello = loop {
             match decode(&mut buf) {
                 Ok(Some(f)) if f.kind == Kind::Hello => break f,
-                Ok(Some(f)) => {
-                    return Err(Error::engine(
-                        sandbox,
-                        "greeting the agent",
-                        format!("a {:?} frame before hello", f.kind),
-                    ))
-                }
-                Err(e) => return Err(Error::engine(sandbox, "greeting the agent", format!("it sent {e}"))),
+                Ok(Some(f)) => return Err(fail("greeting the agent", &format!("a {:?} frame before hello", f.kind))),
+                Err(e) => return Err(fail("greeting the agent", &format!("it sent {e}"))),
                 Ok(None) => {}
             }
-            match output.next().await {
-                Some(Ok(LogOutput::StdOut { message })) => buf.extend_from_slice(&message),
-                Some(Ok(LogOutput::StdErr { message })) => log_stderr(sandbox, &message),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(err("greeting the agent", e)),
-                None => {
-                    return Err(Error::engine(sandbox, "greeting the agent", "it exited before saying hello"));
-                }
+            let mut chunk = [0u8; 4096];
+            match reader.read(&mut chunk).await {
+                Ok(0) => return Err(fail("greeting the agent", &"it exited before saying hello")),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(fail("greeting the agent", &e)),
             }
         };
         let hello: Hello = serde_json::from_slice(&hello.payload)
-            .map_err(|e| Error::engine(sandbox, "greeting the agent", format!("a malformed hello: {e}")))?;
+            .map_err(|e| fail("greeting the agent", &format!("a malformed hello: {e}")))?;
         if hello.version != PROTOCOL_VERSION {
-            return Err(Error::engine(
-                sandbox,
+            return Err(fail(
                 "greeting the agent",
-                format!("it speaks protocol {}, this host {PROTOCOL_VERSION}", hello.version),
+                &format!("it speaks protocol {}, this host {PROTOCOL_VERSION}", hello.version),
             ));
         }
+        if keep.is_some() && hello.token.as_deref() != Some(token.as_str()) {
+            return Err(fail("greeting the agent", &"the socket's peer did not know the agent's token"));
+        }
+        Ok(Self::run(sandbox, hello, reader, writer, keep, buf, exited))
+    }
+
+    /// Shares a connection that said hello: a task writes the frames of every caller, another
+    /// reads and dispatches the agent's, and the agent's exit ends it.
+    fn run(
+        sandbox: &str,
+        hello: Hello,
+        mut reader: Reader,
+        mut writer: Writer,
+        keep: Option<Writer>,
+        mut buf: Vec<u8>,
+        exited: CancellationToken,
+    ) -> Arc<Link> {
         let (out, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
         let link = Arc::new(Link {
             sandbox: sandbox.to_string(),
@@ -151,9 +225,11 @@ impl Link {
             pid: hello.pid,
             uid: hello.uid,
         });
-        let writer = Arc::downgrade(&link);
+        let writes = Arc::downgrade(&link);
         let dead = link.dead.clone();
         tokio::spawn(async move {
+            // The exec's stdin on the socket transport: held open, its close tells the agent to stop.
+            let mut keep = keep;
             loop {
                 let frame = tokio::select! {
                     f = frames.recv() => f,
@@ -161,48 +237,50 @@ impl Link {
                 };
                 let Some(frame) = frame else { break };
                 if let Err(e) = async {
-                    input.write_all(&frame).await?;
-                    input.flush().await
+                    writer.write_all(&frame).await?;
+                    writer.flush().await
                 }
                 .await
                 {
-                    if let Some(link) = writer.upgrade() {
+                    if let Some(link) = writes.upgrade() {
                         link.fail(format!("writing to it failed: {e}"));
                     }
                     break;
                 }
             }
             // Closing its stdin tells a well-behaved agent to stop (and kill what it runs).
-            let _ = input.shutdown().await;
+            let _ = writer.shutdown().await;
+            if let Some(k) = keep.as_mut() {
+                let _ = k.shutdown().await;
+            }
         });
-        let reader = Arc::downgrade(&link);
+        let reads = Arc::downgrade(&link);
         let dead = link.dead.clone();
-        let sandbox = sandbox.to_string();
         tokio::spawn(async move {
+            let mut chunk = vec![0u8; 64 * 1024];
             let why = loop {
-                let next = tokio::select! {
-                    n = output.next() => n,
+                let n = tokio::select! {
+                    n = reader.read(&mut chunk) => n,
                     _ = dead.cancelled() => break None,
+                    _ = exited.cancelled() => break Some("it exited".to_string()),
                 };
-                match next {
-                    Some(Ok(LogOutput::StdOut { message })) => {
-                        buf.extend_from_slice(&message);
-                        let Some(link) = reader.upgrade() else { break None };
+                match n {
+                    Ok(0) => break Some("it exited".to_string()),
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        let Some(link) = reads.upgrade() else { break None };
                         if let Err(why) = link.take_frames(&mut buf) {
                             break Some(why);
                         }
                     }
-                    Some(Ok(LogOutput::StdErr { message })) => log_stderr(&sandbox, &message),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => break Some(format!("its stream failed: {}", describe(&e))),
-                    None => break Some("it exited".to_string()),
+                    Err(e) => break Some(format!("its stream failed: {e}")),
                 }
             };
-            if let (Some(why), Some(link)) = (why, reader.upgrade()) {
+            if let (Some(why), Some(link)) = (why, reads.upgrade()) {
                 link.fail(why);
             }
         });
-        Ok(link)
+        link
     }
 
     /// Dispatches every whole frame in `buf`; a violation is returned and ends the connection.
@@ -472,6 +550,41 @@ impl Feeder {
         }
         self.link.send(encode(self.id, Kind::Eof, &[Kind::Data as u8]));
     }
+}
+
+/// Binds the host's end of the socket transport in `dir` (mounted in the sandbox at
+/// [`SOCKET_DIR`]); anyone in the sandbox may connect, so the agent proves itself with its token.
+fn listen(dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
+    let at = dir.join(SOCKET_NAME);
+    let _ = std::fs::remove_file(&at);
+    let listener = UnixListener::bind(&at)?;
+    // The agent may run as any user of the image.
+    std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o666))?;
+    Ok((listener, at))
+}
+
+/// Forwards the agent exec's stdout to `stdout` and logs its stderr; cancels `exited` at its end.
+async fn pump_output(
+    mut output: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    stdout: mpsc::Sender<Bytes>,
+    exited: CancellationToken,
+    sandbox: String,
+) {
+    while let Some(item) = output.next().await {
+        match item {
+            // A receiver gone (the socket transport) is ignored: output is only watched for its end.
+            Ok(LogOutput::StdOut { message }) => drop(stdout.send(message).await),
+            Ok(LogOutput::StdErr { message }) => log_stderr(&sandbox, &message),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(sandbox, "the agent's exec stream failed: {}", describe(&e));
+                break;
+            }
+        }
+    }
+    exited.cancel();
 }
 
 /// Logs what the agent wrote to its stderr (its own diagnostics), cut short.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
+use tempfile::TempDir;
 use tokio::sync::OnceCell;
 
 use link::Link;
@@ -30,17 +31,29 @@ pub(crate) struct AgentSlot {
     container: String,
     sandbox: String,
     enabled: bool,
+    /// The host directory mounted at `link::SOCKET_DIR` for the socket transport, if any.
+    socket_dir: Option<TempDir>,
     cell: OnceCell<Option<Arc<Link>>>,
 }
 
+/// What a container was given for its agent.
+#[derive(Default)]
+pub(crate) struct Placement {
+    /// Whether the binary is mounted.
+    pub enabled: bool,
+    /// The socket directory mounted beside it.
+    pub socket_dir: Option<TempDir>,
+}
+
 impl AgentSlot {
-    /// The agent of `container`; with `enabled` false, calls always take the Engine API path.
-    pub(crate) fn new(docker: &Docker, container: &str, sandbox: &str, enabled: bool) -> Arc<Self> {
+    /// The agent of `container`; without a mounted binary, calls always take the Engine API path.
+    pub(crate) fn new(docker: &Docker, container: &str, sandbox: &str, placement: Placement) -> Arc<Self> {
         Arc::new(AgentSlot {
             docker: docker.clone(),
             container: container.to_string(),
             sandbox: sandbox.to_string(),
-            enabled,
+            enabled: placement.enabled,
+            socket_dir: placement.socket_dir,
             cell: OnceCell::new(),
         })
     }
@@ -61,7 +74,8 @@ impl AgentSlot {
         let link = self
             .cell
             .get_or_init(|| async {
-                match Link::start(&self.docker, &self.container, &self.sandbox, place::AGENT_PATH).await {
+                let socket = self.socket_dir.as_ref().map(|d| d.path());
+                match Link::start(&self.docker, &self.container, &self.sandbox, place::AGENT_PATH, socket).await {
                     Ok(link) => {
                         tracing::debug!(sandbox = %self.sandbox, pid = link.pid, uid = link.uid, "agent ready");
                         Some(link)

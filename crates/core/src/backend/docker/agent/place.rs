@@ -9,15 +9,19 @@
 //!
 //! It is bind-mounted read-only at [`AGENT_PATH`] when the container is created: nothing is
 //! copied, the image is untouched, the sandbox cannot change it, and a fork (a commit) does not
-//! carry it. That needs an engine that sees this machine's files: with a `tcp://` or `ssh://`
+//! carry it. Beside it, a private host directory (mode 0711) is mounted read-only at
+//! `/.dagger-sandbox/run`, where the host listens on a Unix socket the agent connects to (see
+//! `link`). That needs an engine that sees this machine's files: with a `tcp://` or `ssh://`
 //! `DOCKER_HOST` the agent is not used.
 
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use bollard::models::{Mount, MountType};
 pub(crate) use dagger_sandbox_agent::AGENT_PATH;
+use tempfile::TempDir;
 
 /// The variable that names the agent binary or turns the agent off.
 pub const AGENT_VAR: &str = "DAGGER_SANDBOX_AGENT";
@@ -79,9 +83,25 @@ pub(crate) fn mount(binary: &Path) -> Mount {
     }
 }
 
-/// Whether `mount` is the agent's (to leave it out when the engine refuses it).
+/// A private host directory for the socket transport and its read-only mount at
+/// [`super::link::SOCKET_DIR`]; `None` where it cannot be made (the stdio transport serves).
+pub(crate) fn socket_dir() -> Option<(TempDir, Mount)> {
+    let dir = tempfile::Builder::new().prefix("dagger-sandbox-agent-").tempdir().ok()?;
+    // Searchable by the image's user, whoever it is; not listable.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).ok()?;
+    let mount = Mount {
+        target: Some(super::link::SOCKET_DIR.into()),
+        source: Some(dir.path().to_string_lossy().into_owned()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        ..Default::default()
+    };
+    Some((dir, mount))
+}
+
+/// Whether `mount` is one of the agent's (to leave it out when the engine refuses it).
 pub(crate) fn is_agent_mount(mount: &Mount) -> bool {
-    mount.target.as_deref() == Some(AGENT_PATH)
+    matches!(mount.target.as_deref(), Some(t) if t == AGENT_PATH || t == super::link::SOCKET_DIR)
 }
 
 /// Logs why the agent is not used, at warn level the first time each reason is seen in this
