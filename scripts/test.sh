@@ -17,7 +17,10 @@
 # the bridge, the daemon or the addon adds what it reaches. DAGGER_SANDBOX_COVERAGE=0 skips the
 # instrumentation (a plain `cargo test` into target/) and the table.
 #
-# DAGGER_SANDBOX_REQUIRE_DOCKER=1 (set by .ci/run) turns a missing Docker engine into a failure.
+# DAGGER_SANDBOX_REQUIRE_DOCKER=1 (set by .ci/run) turns a missing Docker engine into a failure,
+# DAGGER_SANDBOX_REQUIRE_AGENT=1 (also set by .ci/run) an in-sandbox agent that does not run. The
+# agent is built first (scripts/agent-build.sh, static, its own target dir); the Docker conformance
+# cases run twice: through the agent, then with DAGGER_SANDBOX_AGENT=off through the Engine API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
