@@ -31,6 +31,9 @@ use procs::{kill_tree, reap_orphans};
 /// escaped bytes), so a batch stays well inside `MAX_PAYLOAD`.
 const LIST_BATCH: usize = 100;
 
+/// How long a command's output may stay open after it exited (held by a background process).
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the agent shares between its threads.
 struct Agent {
     out: Mutex<BufWriter<Box<dyn Write + Send>>>,
@@ -244,7 +247,7 @@ fn dispatch(agent: &Arc<Agent>, frame: Frame) {
     }
 }
 
-fn serve(agent: &Arc<Agent>, id: u32, req: &Req, request: Request, input: Option<mpsc::Receiver<Vec<u8>>>) {
+fn serve(agent: &Arc<Agent>, id: u32, req: &Arc<Req>, request: Request, input: Option<mpsc::Receiver<Vec<u8>>>) {
     let reply = match request {
         Request::Exec { argv, env, cwd, stdin: _, marker } => exec(agent, id, req, argv, env, cwd, marker, input),
         Request::Read { path, limit } => read(agent, id, req, &path, limit),
@@ -279,7 +282,7 @@ fn entry(name: String, m: &fs::Metadata) -> Entry {
 fn exec(
     agent: &Arc<Agent>,
     id: u32,
-    req: &Req,
+    req: &Arc<Req>,
     argv: Vec<String>,
     env: Vec<(String, String)>,
     cwd: String,
@@ -305,7 +308,7 @@ fn exec(
 fn run(
     agent: &Arc<Agent>,
     id: u32,
-    req: &Req,
+    req: &Arc<Req>,
     argv: Vec<String>,
     env: Vec<(String, String)>,
     cwd: String,
@@ -346,31 +349,50 @@ fn run(
             }
         });
     }
-    std::thread::scope(|s| {
-        for (pipe, kind) in [
-            (child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), Kind::Stdout),
-            (child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>), Kind::Stderr),
-        ] {
-            let Some(mut pipe) = pipe else { continue };
-            let agent = &agent;
-            s.spawn(move || {
-                let mut buf = vec![0u8; CHUNK];
-                loop {
-                    match pipe.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if !agent.send_data(id, req, kind, &buf[..n]) {
-                                break;
-                            }
+    // Output is read on threads of its own; what the command wrote before it exited is in the
+    // pipes when `wait` returns. A background process that keeps them open gets two more seconds,
+    // as the engine gives an exec, then the command's end is reported without it.
+    let output_open = Arc::new(AtomicBool::new(true));
+    let (ended_tx, ended) = mpsc::channel::<()>();
+    let mut pumps = 0;
+    for (pipe, kind) in [
+        (child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), Kind::Stdout),
+        (child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>), Kind::Stderr),
+    ] {
+        let Some(mut pipe) = pipe else { continue };
+        let (agent, req, open, ended_tx) = (agent.clone(), req.clone(), output_open.clone(), ended_tx.clone());
+        pumps += 1;
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(n) if n > 0 && open.load(Ordering::SeqCst) => {
+                        if !agent.send_data(id, &req, kind, &buf[..n]) {
+                            break;
                         }
                     }
+                    _ => break,
                 }
+            }
+            if open.load(Ordering::SeqCst) {
                 agent.send(&encode(id, Kind::Eof, &[kind as u8]));
-            });
-        }
-    });
+            }
+            let _ = ended_tx.send(());
+        });
+    }
     let status = child.wait();
     agent.children.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+    let grace = std::time::Instant::now() + OUTPUT_GRACE;
+    for _ in 0..pumps {
+        let left = grace.saturating_duration_since(std::time::Instant::now());
+        if ended.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    output_open.store(false, Ordering::SeqCst);
+    // A pump still waiting for the host's window stops: the request is over.
+    req.cancelled.store(true, Ordering::SeqCst);
+    req.credit.notify_all();
     match status {
         Ok(status) => Reply::Exit {
             code: status.code().map(i64::from).unwrap_or_else(|| 128 + i64::from(status.signal().unwrap_or(0))),

@@ -219,3 +219,16 @@ async fn off_turns_the_agent_off() {
     engine_api_serves(&sb).await;
     sb.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_background_process_holding_the_output_does_not_hold_the_command() {
+    let _env = ENV.lock().await;
+    let Some(sb) = docker_sandbox().await else { return };
+    // As an Engine API exec: the output closes about 2 s after the command exits, even while a
+    // process it left in the background keeps the pipes open (a service's `(httpd &)` relies on it).
+    let started = Instant::now();
+    let r = sb.exec("(sleep 60 &); echo out; exit 5", ExecOptions::new()).await.unwrap();
+    assert_eq!((r.exit_code, r.stdout.as_str()), (5, "out\n"));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    sb.close().await.unwrap();
+}

@@ -551,6 +551,7 @@ impl Engine for DockerEngine {
     }
 
     async fn close(&self) -> Result<()> {
+        self.agent.close();
         remove_container(&self.docker, &self.container).await.map_err(|e| self.err("removing the container", e))?;
         let _cleanup = IMAGE_CLEANUP.lock().await;
         let mut todo: Vec<String> = std::mem::take(&mut *PENDING_IMAGES.lock().unwrap_or_else(|p| p.into_inner()));

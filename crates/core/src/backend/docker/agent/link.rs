@@ -338,6 +338,16 @@ impl Link {
                 *slot = Some(why);
             }
         }
+        self.end();
+    }
+
+    /// Ends the connection because the sandbox closes: its agent is expected to go, unremarked.
+    pub(crate) fn close(&self) {
+        self.why.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| "the sandbox closed".into());
+        self.end();
+    }
+
+    fn end(&self) {
         self.dead.cancel();
         for (_, slot) in self.lock_slots().drain() {
             slot.credit.over.cancel();

@@ -34,6 +34,8 @@ pub(crate) struct AgentSlot {
     /// The host directory mounted at `link::SOCKET_DIR` for the socket transport, if any.
     socket_dir: Option<TempDir>,
     cell: OnceCell<Option<Arc<Link>>>,
+    /// Set by `close`: an agent failing to start or stopping then is expected, not news.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// What a container was given for its agent.
@@ -55,6 +57,7 @@ impl AgentSlot {
             enabled: placement.enabled,
             socket_dir: placement.socket_dir,
             cell: OnceCell::new(),
+            closed: Default::default(),
         })
     }
 
@@ -80,6 +83,10 @@ impl AgentSlot {
                         tracing::debug!(sandbox = %self.sandbox, pid = link.pid, uid = link.uid, "agent ready");
                         Some(link)
                     }
+                    Err(e) if self.closed.load(std::sync::atomic::Ordering::SeqCst) => {
+                        tracing::debug!(sandbox = %self.sandbox, "the agent did not start before close: {e}");
+                        None
+                    }
                     Err(e) => {
                         place::note_unused(&self.sandbox, &e.to_string());
                         None
@@ -94,6 +101,14 @@ impl AgentSlot {
     /// as the Engine API's archive calls do (as root, whatever the image's user).
     pub(crate) async fn files_link(&self) -> Option<Arc<Link>> {
         self.link().await.filter(|l| l.uid == 0)
+    }
+
+    /// Ends the agent's connection quietly: the sandbox is closing and its container goes.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(Some(link)) = self.cell.get() {
+            link.close();
+        }
     }
 
     /// Whether calls go through a working agent now (starting it if it has not been).
