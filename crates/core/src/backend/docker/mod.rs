@@ -305,7 +305,11 @@ async fn start_with_agent(
             }
         }
         Err(why) => {
-            agent::place::note_unused(id, &why);
+            if agent::place::turned_off() {
+                tracing::debug!(sandbox = id, "the in-sandbox agent is turned off ({why})");
+            } else {
+                agent::place::note_unused(id, &why);
+            }
             let (container, ports) = start_container(docker, spec, id).await?;
             return Ok((container, ports, placement));
         }
