@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use dagger_sandbox::{BackendChoice, ErrorCode, ExecOptions, Sandbox, SandboxConfig};
 
 const BUSYBOX: &str = "dagger-sandbox-test/busybox:latest";
+const NODE: &str = "dagger-sandbox-test/node:latest";
 const VAR: &str = "DAGGER_SANDBOX_AGENT";
 
 static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -230,5 +231,29 @@ async fn a_background_process_holding_the_output_does_not_hold_the_command() {
     let r = sb.exec("(sleep 60 &); echo out; exit 5", ExecOptions::new()).await.unwrap();
     assert_eq!((r.exit_code, r.stdout.as_str()), (5, "out\n"));
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    sb.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_socket_peer_without_the_agents_token_is_refused() {
+    let _env = ENV.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Node (in the node test image) can reach the host's Unix socket; it says a well-formed hello
+    // with a guessed token, as code in the sandbox impersonating the agent would.
+    let js = "const s=require('net').connect(process.env.DAGGER_SANDBOX_AGENT_SOCKET);\
+        s.on('connect',()=>{const j=Buffer.from(JSON.stringify({version:1,pid:1,uid:0,token:'guess'}));\
+        const h=Buffer.alloc(9);h.writeUInt32BE(j.length+5,0);h.writeUInt32BE(0,4);h[8]=1;\
+        s.write(Buffer.concat([h,j]));});setTimeout(()=>{},600000);";
+    let agent = script(&dir, "impostor", &format!("exec node -e \"{js}\""));
+    std::env::set_var(VAR, &agent);
+    let cfg = SandboxConfig::new().backend(BackendChoice::Docker).fallback(false).image(NODE);
+    let sb = Sandbox::create(cfg).await;
+    std::env::remove_var(VAR);
+    let Ok(sb) = sb else {
+        println!("SKIPPED: no Docker sandbox of {NODE} (run scripts/engine.sh)");
+        return;
+    };
+    assert!(!sb.agent_running().await, "a peer without the token was taken for the agent");
+    engine_api_serves(&sb).await;
     sb.close().await.unwrap();
 }
