@@ -31,6 +31,23 @@ use procs::{kill_tree, reap_orphans};
 /// escaped bytes), so a batch stays well inside `MAX_PAYLOAD`.
 const LIST_BATCH: usize = 100;
 
+/// Why a request failed for want of a thread.
+const NO_THREAD: &str = "the agent could not start a thread: the sandbox's process limit (pidsLimit) is reached";
+
+/// Starts a thread; `false` when the sandbox's process limit (or memory) refuses one, which must
+/// fail one request, not stop the agent.
+fn spawn(f: impl FnOnce() + Send + 'static) -> bool {
+    std::thread::Builder::new().stack_size(512 * 1024).spawn(f).is_ok()
+}
+
+/// Kills a command whose output or input cannot be served and reports why.
+fn abandon(agent: &Agent, req: &Req, child: &mut std::process::Child, pid: i32) -> Reply {
+    kill_tree(agent, req);
+    let _ = child.wait();
+    agent.children.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+    error(ErrorKind::Other, NO_THREAD)
+}
+
 /// How long a command's output may stay open after it exited (held by a background process).
 const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -214,7 +231,10 @@ fn dispatch(agent: &Arc<Agent>, frame: Frame) {
             });
             agent.requests.lock().unwrap_or_else(|p| p.into_inner()).insert(id, req.clone());
             let agent = agent.clone();
-            std::thread::spawn(move || serve(&agent, id, &req, request, input));
+            let replies = agent.clone();
+            if !spawn(move || serve(&agent, id, &req, request, input)) {
+                replies.finish(id, &error(ErrorKind::Other, NO_THREAD));
+            }
         }
         Kind::Data => {
             if let Some(tx) = req.as_ref().and_then(|r| r.input.lock().unwrap_or_else(|p| p.into_inner()).clone()) {
@@ -339,8 +359,9 @@ fn run(
     agent.reply(id, &Reply::Started { pid: child.id() });
     if let (Some(mut pipe), Some(rx)) = (child.stdin.take(), input) {
         // Apart from the command's own end: one that never reads its stdin must still finish.
-        let agent = agent.clone();
-        std::thread::spawn(move || {
+        let feeder = agent.clone();
+        let fed = spawn(move || {
+            let agent = feeder;
             let mut open = true;
             for data in rx {
                 agent.send(&encode(id, Kind::Ack, &1u32.to_be_bytes()));
@@ -348,6 +369,9 @@ fn run(
                 open = open && pipe.write_all(&data).is_ok();
             }
         });
+        if !fed {
+            return abandon(agent, req, &mut child, pid);
+        }
     }
     // Output is read on threads of its own; what the command wrote before it exited is in the
     // pipes when `wait` returns. A background process that keeps them open gets two more seconds,
@@ -360,9 +384,11 @@ fn run(
         (child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>), Kind::Stderr),
     ] {
         let Some(mut pipe) = pipe else { continue };
-        let (agent, req, open, ended_tx) = (agent.clone(), req.clone(), output_open.clone(), ended_tx.clone());
+        let (pump_agent, pump_req, open, ended_tx) =
+            (agent.clone(), req.clone(), output_open.clone(), ended_tx.clone());
         pumps += 1;
-        std::thread::spawn(move || {
+        let pumping = spawn(move || {
+            let (agent, req) = (pump_agent, pump_req);
             let mut buf = vec![0u8; CHUNK];
             loop {
                 match pipe.read(&mut buf) {
@@ -379,6 +405,9 @@ fn run(
             }
             let _ = ended_tx.send(());
         });
+        if !pumping {
+            return abandon(agent, req, &mut child, pid);
+        }
     }
     let status = child.wait();
     agent.children.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);

@@ -257,3 +257,29 @@ async fn a_socket_peer_without_the_agents_token_is_refused() {
     engine_api_serves(&sb).await;
     sb.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_process_limit_fails_commands_not_the_agent() {
+    let _env = ENV.lock().await;
+    let cfg = SandboxConfig::new().backend(BackendChoice::Docker).fallback(false).image(BUSYBOX).pids_limit(24);
+    let Ok(sb) = Sandbox::create(cfg).await else {
+        println!("SKIPPED: no Docker sandbox (run scripts/engine.sh)");
+        return;
+    };
+    if !sb.agent_running().await {
+        println!("SKIPPED: no agent binary (scripts/agent-build.sh)");
+        return sb.close().await.unwrap();
+    }
+    // Far more commands at once than the limit has processes (each also costs the agent threads).
+    let runs = (0..40).map(|_| sb.exec("sleep 1", ExecOptions::new()));
+    let results = futures_util::future::join_all(runs).await;
+    let refused = results.iter().filter(|r| r.is_err()).count();
+    assert!(refused > 0, "the limit of 24 processes held 40 sleeping commands");
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(e.code(), ErrorCode::EngineError, "{e}");
+    }
+    assert!(sb.agent_running().await, "the agent died at the process limit");
+    let r = sb.exec("echo still here", ExecOptions::new()).await.unwrap();
+    assert_eq!(r.stdout, "still here\n");
+    sb.close().await.unwrap();
+}
