@@ -233,6 +233,14 @@ impl DockerEngine {
         })
     }
 
+    /// Waits until the agent's start has ended, whichever way. Call it before anything that
+    /// pauses the container (a commit with `pause`): an exec being started meanwhile (the agent
+    /// starting in the background after create) freezes half-made and deadlocks the engine on
+    /// this container (seen live: `docker inspect` of it hung until the cgroup was thawed).
+    pub(crate) async fn settle_agent(&self) {
+        let _ = self.agent.link().await;
+    }
+
     fn err(&self, op: &str, e: DockerError) -> Error {
         Error::engine(&self.id, op, describe(&e))
     }
@@ -514,10 +522,7 @@ impl Engine for DockerEngine {
         labels.insert(LABEL_SANDBOX.into(), new_id.into());
         labels.insert(LABEL_OWNER.into(), self.spec.owner.clone());
         labels.insert(LABEL_HOST.into(), host_id().into());
-        // The commit pauses the container: an exec being started meanwhile (the agent starting in
-        // the background after create) freezes half-made and deadlocks the engine on this
-        // container. So the agent's start is finished first, whichever way it ends.
-        let _ = self.agent.link().await;
+        self.settle_agent().await;
         // pause=true: a commit of a container whose processes keep writing must not be torn.
         let opts = CommitContainerOptionsBuilder::default()
             .container(&self.container)
