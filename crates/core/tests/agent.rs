@@ -283,3 +283,28 @@ async fn the_process_limit_fails_commands_not_the_agent() {
     assert_eq!(r.stdout, "still here\n");
     sb.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_sandbox_taken_back_keeps_its_agent_and_its_engine_api() {
+    let _env = ENV.lock().await;
+    let Some(sb) = docker_sandbox().await else { return };
+    if !sb.agent_running().await {
+        println!("SKIPPED: no agent binary (scripts/agent-build.sh)");
+        return sb.close().await.unwrap();
+    }
+    sb.write_file("/workspace/kept.txt", "kept").await.unwrap();
+    let (id, resource) = (sb.id().to_string(), sb.resource_id());
+    // A daemon that shuts down lets go of its handles without closing them.
+    sb.detach();
+    drop(sb);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cfg = SandboxConfig::new().backend(BackendChoice::Docker).fallback(false).image(BUSYBOX);
+    let back = Sandbox::reattach(cfg, &id, &resource).await.unwrap();
+    assert!(back.agent_running().await, "the agent of a sandbox taken back did not start");
+    // The engine's archive calls (an export always uses them) still work: the mounts' host
+    // sources outlived the handle that made them.
+    let out = tempfile::tempdir().unwrap();
+    back.export_directory("/workspace", out.path()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(out.path().join("kept.txt")).unwrap(), "kept");
+    back.close().await.unwrap();
+}

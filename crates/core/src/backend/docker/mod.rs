@@ -217,7 +217,9 @@ impl DockerEngine {
         let ports = published_ports(&info, &spec.ports);
         let container = info.id.unwrap_or_else(|| container.into());
         // The container may have been made with the agent mounted; starting it tells.
-        let placement = agent::Placement { enabled: !agent::place::turned_off(), socket_dir: None };
+        let enabled = !agent::place::turned_off();
+        let socket_dir = agent::place::existing_socket_dir(id).filter(|_| enabled);
+        let placement = agent::Placement { enabled, socket_dir };
         let agent = agent::AgentSlot::new(&docker, &container, id, placement);
         Ok(DockerEngine {
             warnings: Vec::new(),
@@ -307,7 +309,7 @@ async fn start_with_agent(
         Ok(binary) => {
             spec.mounts.push(agent::place::mount(&binary));
             placement.enabled = true;
-            if let Some((dir, mount)) = agent::place::socket_dir() {
+            if let Some((dir, mount)) = agent::place::socket_dir(id) {
                 spec.mounts.push(mount);
                 placement.socket_dir = Some(dir);
             }
@@ -330,6 +332,7 @@ async fn start_with_agent(
         Ok((container, ports)) => Ok((container, ports, placement)),
         Err(e) => {
             agent::place::note_unused(id, &format!("the engine refused its mount: {e}"));
+            agent::place::remove_socket_dir(id);
             let (container, ports) = start_container(docker, spec, id).await?;
             Ok((container, ports, agent::Placement::default()))
         }
@@ -562,6 +565,7 @@ impl Engine for DockerEngine {
     async fn close(&self) -> Result<()> {
         self.agent.close();
         remove_container(&self.docker, &self.container).await.map_err(|e| self.err("removing the container", e))?;
+        agent::place::remove_socket_dir(&self.id);
         let _cleanup = IMAGE_CLEANUP.lock().await;
         let mut todo: Vec<String> = std::mem::take(&mut *PENDING_IMAGES.lock().unwrap_or_else(|p| p.into_inner()));
         todo.extend(self.owned_image.clone());

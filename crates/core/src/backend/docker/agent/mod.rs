@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use tempfile::TempDir;
+use std::path::PathBuf;
 use tokio::sync::OnceCell;
 
 use link::Link;
@@ -32,7 +32,7 @@ pub(crate) struct AgentSlot {
     sandbox: String,
     enabled: bool,
     /// The host directory mounted at `link::SOCKET_DIR` for the socket transport, if any.
-    socket_dir: Option<TempDir>,
+    socket_dir: Option<PathBuf>,
     cell: OnceCell<Option<Arc<Link>>>,
     /// Set by `close`: an agent failing to start or stopping then is expected, not news.
     closed: std::sync::atomic::AtomicBool,
@@ -43,8 +43,8 @@ pub(crate) struct AgentSlot {
 pub(crate) struct Placement {
     /// Whether the binary is mounted.
     pub enabled: bool,
-    /// The socket directory mounted beside it.
-    pub socket_dir: Option<TempDir>,
+    /// The socket directory mounted beside it (`place::socket_dir_of`).
+    pub socket_dir: Option<PathBuf>,
 }
 
 impl AgentSlot {
@@ -77,7 +77,7 @@ impl AgentSlot {
         let link = self
             .cell
             .get_or_init(|| async {
-                let socket = self.socket_dir.as_ref().map(|d| d.path());
+                let socket = self.socket_dir.as_deref();
                 match Link::start(&self.docker, &self.container, &self.sandbox, place::AGENT_PATH, socket).await {
                     Ok(link) => {
                         tracing::debug!(sandbox = %self.sandbox, pid = link.pid, uid = link.uid, "agent ready");

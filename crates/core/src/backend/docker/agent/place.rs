@@ -9,9 +9,9 @@
 //!
 //! It is bind-mounted read-only at [`AGENT_PATH`] when the container is created: nothing is
 //! copied, the image is untouched, the sandbox cannot change it, and a fork (a commit) does not
-//! carry it. Beside it, a private host directory (mode 0711) is mounted read-only at
-//! `/.dagger-sandbox/run`, where the host listens on a Unix socket the agent connects to (see
-//! `link`). That needs an engine that sees this machine's files: with a `tcp://` or `ssh://`
+//! carry it. Beside it, a host directory of the sandbox's own (mode 0711, see [`socket_dir_of`])
+//! is mounted read-only at `/.dagger-sandbox/run`, where the host listens on a Unix socket the
+//! agent connects to (see `link`). That needs an engine that sees this machine's files: with a `tcp://` or `ssh://`
 //! `DOCKER_HOST` the agent is not used.
 
 use std::io::Read;
@@ -21,7 +21,6 @@ use std::sync::Mutex;
 
 use bollard::models::{Mount, MountType};
 pub(crate) use dagger_sandbox_agent::AGENT_PATH;
-use tempfile::TempDir;
 
 /// The variable that names the agent binary or turns the agent off.
 pub const AGENT_VAR: &str = "DAGGER_SANDBOX_AGENT";
@@ -83,20 +82,50 @@ pub(crate) fn mount(binary: &Path) -> Mount {
     }
 }
 
-/// A private host directory for the socket transport and its read-only mount at
-/// [`super::link::SOCKET_DIR`]; `None` where it cannot be made (the stdio transport serves).
-pub(crate) fn socket_dir() -> Option<(TempDir, Mount)> {
-    let dir = tempfile::Builder::new().prefix("dagger-sandbox-agent-").tempdir().ok()?;
-    // Searchable by the image's user, whoever it is; not listable.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).ok()?;
+/// The host directory of sandbox `id`'s socket transport:
+/// `<temp dir>/dagger-sandbox-agent-<uid>/<id>`, under a private (0700, checked) parent. Named by the
+/// sandbox, so a process that takes the sandbox back finds it, and whoever closes it removes it.
+/// It must live as long as the container: the engine's archive calls fail on a container whose
+/// bind-mount source is gone.
+pub(crate) fn socket_dir_of(id: &str) -> PathBuf {
+    crate::private_dir::per_user(&std::env::temp_dir(), "dagger-sandbox-agent").join(id)
+}
+
+/// Makes sandbox `id`'s socket directory (mode 0711: the image's user may search it, nobody may
+/// list it) and its read-only mount at [`super::link::SOCKET_DIR`]; `None` where it cannot be
+/// made (the stdio transport serves).
+pub(crate) fn socket_dir(id: &str) -> Option<(PathBuf, Mount)> {
+    let dir = socket_dir_of(id);
+    crate::private_dir::ensure_private_dir(dir.parent()?).ok()?;
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => return None,
+    }
+    if !std::fs::symlink_metadata(&dir).ok()?.is_dir() {
+        return None;
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).ok()?;
     let mount = Mount {
         target: Some(super::link::SOCKET_DIR.into()),
-        source: Some(dir.path().to_string_lossy().into_owned()),
+        source: Some(dir.to_string_lossy().into_owned()),
         typ: Some(MountType::BIND),
         read_only: Some(true),
         ..Default::default()
     };
     Some((dir, mount))
+}
+
+/// Sandbox `id`'s socket directory when it is there (a sandbox taken back on this machine).
+pub(crate) fn existing_socket_dir(id: &str) -> Option<PathBuf> {
+    let dir = socket_dir_of(id);
+    crate::private_dir::check_private_dir(dir.parent()?).ok()?;
+    std::fs::symlink_metadata(&dir).ok()?.is_dir().then_some(dir)
+}
+
+/// Removes sandbox `id`'s socket directory, once its container is gone.
+pub(crate) fn remove_socket_dir(id: &str) {
+    let _ = std::fs::remove_dir_all(socket_dir_of(id));
 }
 
 /// Whether `mount` is one of the agent's (to leave it out when the engine refuses it).
