@@ -32,6 +32,17 @@ async fn docker_sandbox() -> Option<Sandbox> {
     }
 }
 
+/// `sb` when its agent runs; `None` (with a SKIPPED line, the sandbox closed) otherwise.
+async fn agent_sandbox(sb: Option<Sandbox>) -> Option<Sandbox> {
+    let sb = sb?;
+    if sb.agent_running().await {
+        return Some(sb);
+    }
+    println!("SKIPPED: no agent binary (scripts/agent-build.sh)");
+    sb.close().await.unwrap();
+    None
+}
+
 /// A shell script standing in for the agent.
 fn script(dir: &tempfile::TempDir, name: &str, body: &str) -> PathBuf {
     let p = dir.path().join(name);
@@ -196,11 +207,7 @@ async fn a_window_overrun_ends_the_connection() {
 #[tokio::test]
 async fn a_killed_agent_fails_its_command_then_the_engine_api_serves() {
     let _env = ENV.lock().await;
-    let Some(sb) = docker_sandbox().await else { return };
-    if !sb.agent_running().await {
-        println!("SKIPPED: no agent binary (scripts/agent-build.sh)");
-        return;
-    }
+    let Some(sb) = agent_sandbox(docker_sandbox().await).await else { return };
     // The command kills its own parent, the agent.
     let e = sb.exec("kill -9 $PPID; sleep 30", ExecOptions::new()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::EngineError, "{e}");
@@ -262,14 +269,7 @@ async fn a_socket_peer_without_the_agents_token_is_refused() {
 async fn the_process_limit_fails_commands_not_the_agent() {
     let _env = ENV.lock().await;
     let cfg = SandboxConfig::new().backend(BackendChoice::Docker).fallback(false).image(BUSYBOX).pids_limit(24);
-    let Ok(sb) = Sandbox::create(cfg).await else {
-        println!("SKIPPED: no Docker sandbox (run scripts/engine.sh)");
-        return;
-    };
-    if !sb.agent_running().await {
-        println!("SKIPPED: no agent binary (scripts/agent-build.sh)");
-        return sb.close().await.unwrap();
-    }
+    let Some(sb) = agent_sandbox(Sandbox::create(cfg).await.ok()).await else { return };
     // Far more commands at once than the limit has processes (each also costs the agent threads).
     let runs = (0..40).map(|_| sb.exec("sleep 1", ExecOptions::new()));
     let results = futures_util::future::join_all(runs).await;
@@ -287,11 +287,7 @@ async fn the_process_limit_fails_commands_not_the_agent() {
 #[tokio::test]
 async fn a_sandbox_taken_back_keeps_its_agent_and_its_engine_api() {
     let _env = ENV.lock().await;
-    let Some(sb) = docker_sandbox().await else { return };
-    if !sb.agent_running().await {
-        println!("SKIPPED: no agent binary (scripts/agent-build.sh)");
-        return sb.close().await.unwrap();
-    }
+    let Some(sb) = agent_sandbox(docker_sandbox().await).await else { return };
     sb.write_file("/workspace/kept.txt", "kept").await.unwrap();
     let (id, resource) = (sb.id().to_string(), sb.resource_id());
     // A daemon that shuts down lets go of its handles without closing them.
