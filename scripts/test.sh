@@ -20,7 +20,10 @@
 # DAGGER_SANDBOX_COVERAGE=0 skips the instrumentation (a plain `cargo test` into target/), the
 # table and the floors.
 #
-# DAGGER_SANDBOX_REQUIRE_DOCKER=1 (set by .ci/run) turns a missing Docker engine into a failure.
+# DAGGER_SANDBOX_REQUIRE_DOCKER=1 (set by .ci/run) turns a missing Docker engine into a failure,
+# DAGGER_SANDBOX_REQUIRE_AGENT=1 (also set by .ci/run) an in-sandbox agent that does not run. The
+# agent is built first (scripts/agent-build.sh, static, its own target dir); the Docker conformance
+# cases run twice: through the agent, then with DAGGER_SANDBOX_AGENT=off through the Engine API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +32,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+echo "== the in-sandbox agent, static (scripts/agent-build.sh; the Docker tests mount it)"
+bash scripts/agent-build.sh
 coverage=${DAGGER_SANDBOX_COVERAGE:-1}
 if [ "$coverage" = 1 ]; then
   bash scripts/coverage-tools.sh
@@ -41,6 +46,8 @@ if [ "$coverage" = 1 ]; then
 fi
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== conformance on docker again, without the agent (DAGGER_SANDBOX_AGENT=off: the Engine API path)"
+DAGGER_SANDBOX_AGENT=off cargo test -p dagger-sandbox --test conformance --locked -- docker::
 echo "== chaos: kill -9 of the daemon, dockerd and a bridge client during a 20-sandbox workload"
 # Alone, after every other Rust test: it stops and restarts the Docker engine (scripts/engine.sh).
 cargo test -p dagger-sandbox-cli --test chaos --locked -- --ignored --nocapture

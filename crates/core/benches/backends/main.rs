@@ -11,6 +11,7 @@
 
 mod raw_dagger;
 mod raw_docker;
+mod raw_docker_api;
 mod workload;
 
 use std::path::{Path, PathBuf};

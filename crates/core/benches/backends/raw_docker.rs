@@ -1,79 +1,24 @@
 //! The Docker side of the benchmark: our API and the same operations as raw bollard calls,
 //! interleaved in one loop so both see the same engine state.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use bollard::body_full;
-use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::{ContainerConfig, ContainerCreateBody, ExecConfig, HostConfig};
+use bollard::models::ContainerConfig;
 use bollard::query_parameters::{
-    CommitContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, UploadToContainerOptionsBuilder,
+    CommitContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
 use dagger_sandbox::{BackendChoice, ExecOptions, FileWrite, RefreshOptions, Sandbox, SandboxConfig};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 
+use crate::raw_docker_api::{raw_create, raw_exec, raw_remove};
 use crate::workload::{files_1000, node_project, project_5000, raw_tar, EXCLUDES, NODE_INSTALL, NODE_TEST};
 use crate::{validate_cli, Ops};
 
 const IMAGE: &str = "dagger-sandbox-test/busybox:latest";
 const NODE_IMAGE: &str = "dagger-sandbox-test/node:latest";
-
-/// The same container settings our backend uses, so the comparison is like for like.
-fn raw_body(image: &str) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(image.into()),
-        entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
-        cmd: Some(vec![]),
-        working_dir: Some("/workspace".into()),
-        labels: Some(HashMap::from([("dev.dagger-sandbox.bench".to_string(), "1".to_string())])),
-        network_disabled: Some(true),
-        stop_timeout: Some(1),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            memory: Some(2048 << 20),
-            memory_swap: Some(2048 << 20),
-            pids_limit: Some(1024),
-            init: Some(true),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-async fn raw_create(d: &Docker, image: &str) -> String {
-    let c =
-        d.create_container(None::<bollard::query_parameters::CreateContainerOptions>, raw_body(image)).await.unwrap();
-    d.start_container(&c.id, None::<bollard::query_parameters::StartContainerOptions>).await.unwrap();
-    c.id
-}
-
-async fn raw_remove(d: &Docker, id: &str) {
-    let _ = d.remove_container(id, Some(RemoveContainerOptionsBuilder::default().force(true).v(true).build())).await;
-}
-
-async fn raw_exec(d: &Docker, id: &str, cmd: &str) -> i64 {
-    let config = ExecConfig {
-        cmd: Some(vec!["/bin/sh".into(), "-c".into(), cmd.into()]),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        working_dir: Some("/workspace".into()),
-        ..Default::default()
-    };
-    let e = d.create_exec(id, config).await.unwrap();
-    let opts = StartExecOptions { detach: false, tty: false, output_capacity: None };
-    if let StartExecResults::Attached { mut output, .. } = d.start_exec(&e.id, Some(opts)).await.unwrap() {
-        while output.next().await.is_some() {}
-    }
-    loop {
-        let i = d.inspect_exec(&e.id).await.unwrap();
-        if i.running != Some(true) {
-            return i.exit_code.unwrap_or(-1);
-        }
-    }
-}
 
 async fn raw_read(d: &Docker, id: &str, path: &str) -> Vec<u8> {
     let opts = DownloadFromContainerOptionsBuilder::default().path(path).build();

@@ -238,6 +238,10 @@ pub(crate) trait Engine: Send + Sync {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether commands and files go through an in-sandbox agent (Docker's fast path) now.
+    async fn agent_running(&self) -> bool {
+        false
+    }
 }
 
 /// A container port published on the host's loopback interface.

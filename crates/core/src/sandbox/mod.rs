@@ -232,6 +232,13 @@ impl Sandbox {
         self.inner.warnings.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether commands and file operations go through the in-sandbox agent (the Docker
+    /// backend's fast path, starting it if it has not started yet); `false` means the engine's
+    /// own API serves them (other backends, `DAGGER_SANDBOX_AGENT=off`, or an agent that failed).
+    pub async fn agent_running(&self) -> bool {
+        !self.is_closed() && self.inner.engine.agent_running().await
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic elsewhere cannot leave State half-written (every update is one assignment).
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())

@@ -70,10 +70,25 @@ pub async fn probe(kind: BackendKind) -> Availability {
             let require = std::env::var("DAGGER_SANDBOX_REQUIRE_DOCKER").as_deref() == Ok("1");
             let why = match dagger_sandbox::engines::docker_available().await {
                 Err(why) => Some(format!("no Docker engine: {why}")),
-                Ok(_) if !image_exists(BUSYBOX_IMAGE).await => {
-                    Some(format!("test image {BUSYBOX_IMAGE} is missing; run scripts/engine.sh"))
-                }
-                Ok(_) => None,
+                Ok(_) => match agent_runs(BUSYBOX_IMAGE).await {
+                    None => Some(format!("test image {BUSYBOX_IMAGE} is missing; run scripts/engine.sh")),
+                    Some(agent) => {
+                        // The suite runs twice on Docker (scripts/test.sh): through the agent, and with
+                        // DAGGER_SANDBOX_AGENT=off through the Engine API alone. Say which this is.
+                        println!(
+                            "conformance on docker: {}",
+                            if agent { "through the in-sandbox agent" } else { "through the Engine API (no agent)" }
+                        );
+                        let required = std::env::var("DAGGER_SANDBOX_REQUIRE_AGENT").as_deref() == Ok("1");
+                        let off = std::env::var("DAGGER_SANDBOX_AGENT").is_ok_and(|v| v == "off");
+                        if required && !off && !agent {
+                            panic!(
+                                "DAGGER_SANDBOX_REQUIRE_AGENT=1 but the agent does not run (scripts/agent-build.sh)"
+                            );
+                        }
+                        None
+                    }
+                },
             };
             match why {
                 None => Availability::Ready(Harness {
@@ -134,16 +149,18 @@ async fn probe_dagger() -> Availability {
     Availability::Skipped(why)
 }
 
-/// Whether a sandbox can be made from `image` on Docker. Creating is the honest check: it is what
-/// the cases will do, and with no registry reachable a missing image fails fast.
-pub async fn image_exists(image: &str) -> bool {
+/// Whether a sandbox can be made from `image` on Docker (`None` if not) and whether it runs the
+/// in-sandbox agent. Creating is the honest check: it is what the cases will do, and with no
+/// registry reachable a missing image fails fast.
+pub async fn agent_runs(image: &str) -> Option<bool> {
     let cfg = SandboxConfig::new().backend(BackendChoice::Docker).image(image).fallback(false);
     match Sandbox::create(cfg).await {
         Ok(sb) => {
+            let agent = sb.agent_running().await;
             let _ = sb.close().await;
-            true
+            Some(agent)
         }
-        Err(_) => false,
+        Err(_) => None,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::owner::{host_id, LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, LABEL_SANDBO
 use crate::paths::SandboxPath;
 use crate::stream::{ByteStream, FileReader};
 
+pub(crate) mod agent;
 mod exec;
 mod files;
 pub(crate) mod inventory;
@@ -154,6 +155,8 @@ pub(crate) struct DockerEngine {
     execs: Arc<kill::ExecBook>,
     /// What went wrong at create without failing it (a cache volume that could not be made).
     warnings: Vec<String>,
+    /// The in-sandbox agent, the fast path for commands and files.
+    agent: Arc<agent::AgentSlot>,
 }
 
 impl DockerEngine {
@@ -169,8 +172,10 @@ impl DockerEngine {
             tracing::warn!(sandbox = id, "{w}");
         }
         let t = std::time::Instant::now();
-        let (container, ports) = start_container(&docker, &spec, id).await?;
+        let (container, ports, placement) = start_with_agent(&docker, &mut spec, id).await?;
         tracing::debug!(sandbox = id, ms = t.elapsed().as_millis() as u64, "docker: container created and started");
+        let agent = agent::AgentSlot::new(&docker, &container, id, placement);
+        agent.warm_up();
         Ok(DockerEngine {
             warnings,
             docker,
@@ -181,6 +186,7 @@ impl DockerEngine {
             ports: Mutex::new(ports),
             recorded_env: BTreeMap::new(),
             execs: Default::default(),
+            agent,
         })
     }
 
@@ -228,17 +234,32 @@ impl DockerEngine {
         // How the container was made decides how it is ended, whatever the config says now.
         spec.disposable = info.host_config.as_ref().and_then(|h| h.auto_remove).unwrap_or(false);
         let ports = published_ports(&info, &spec.ports);
+        let container = info.id.unwrap_or_else(|| container.into());
+        // The container may have been made with the agent mounted; starting it tells.
+        let enabled = !agent::place::turned_off();
+        let socket_dir = agent::place::existing_socket_dir(id).filter(|_| enabled);
+        let placement = agent::Placement { enabled, socket_dir };
+        let agent = agent::AgentSlot::new(&docker, &container, id, placement);
         Ok(DockerEngine {
             warnings: Vec::new(),
             docker,
             id: id.to_string(),
-            container: info.id.unwrap_or_else(|| container.into()),
+            container,
             spec,
             owned_image,
             ports: Mutex::new(ports),
             recorded_env,
             execs: Default::default(),
+            agent,
         })
+    }
+
+    /// Waits until the agent's start has ended, whichever way. Call it before anything that
+    /// pauses the container (a commit with `pause`): an exec being started meanwhile (the agent
+    /// starting in the background after create) freezes half-made and deadlocks the engine on
+    /// this container (seen live: `docker inspect` of it hung until the cgroup was thawed).
+    pub(crate) async fn settle_agent(&self) {
+        let _ = self.agent.link().await;
     }
 
     fn err(&self, op: &str, e: DockerError) -> Error {
@@ -291,6 +312,50 @@ fn published_ports(info: &ContainerInspectResponse, ports: &[u16]) -> Vec<PortMa
             Some(PortMapping::new(*p, host))
         })
         .collect()
+}
+
+/// [`start_container`] with the agent binary mounted when one is found; an engine that refuses
+/// the mount gets the container without it (the sandbox then uses the Engine API). Returns the
+/// container, its ports, and what the agent was given.
+async fn start_with_agent(
+    docker: &Docker,
+    spec: &mut Spec,
+    id: &str,
+) -> Result<(String, Vec<PortMapping>, agent::Placement)> {
+    spec.mounts.retain(|m| !agent::place::is_agent_mount(m));
+    let mut placement = agent::Placement::default();
+    match agent::place::find() {
+        Ok(binary) => {
+            spec.mounts.push(agent::place::mount(&binary));
+            placement.enabled = true;
+            if let Some((dir, mount)) = agent::place::socket_dir(id) {
+                spec.mounts.push(mount);
+                placement.socket_dir = Some(dir);
+            }
+        }
+        Err(why) => {
+            if agent::place::turned_off() {
+                tracing::debug!(sandbox = id, "the in-sandbox agent is turned off ({why})");
+            } else {
+                agent::place::note_unused(id, &why);
+            }
+            let (container, ports) = start_container(docker, spec, id).await?;
+            return Ok((container, ports, placement));
+        }
+    }
+    // The mounts are the sandbox's own: a fork gets new ones from this function.
+    let mounts = spec.mounts.clone();
+    spec.mounts.retain(|m| !agent::place::is_agent_mount(m));
+    let with_agent = Spec { mounts, ..spec.clone() };
+    match start_container(docker, &with_agent, id).await {
+        Ok((container, ports)) => Ok((container, ports, placement)),
+        Err(e) => {
+            agent::place::note_unused(id, &format!("the engine refused its mount: {e}"));
+            agent::place::remove_socket_dir(id);
+            let (container, ports) = start_container(docker, spec, id).await?;
+            Ok((container, ports, agent::Placement::default()))
+        }
+    }
 }
 
 /// Creates and starts a sandbox container; a half-made container is removed on failure. Returns
@@ -431,14 +496,23 @@ impl Engine for DockerEngine {
     }
 
     async fn stop(&self) -> Result<()> {
+        // The agent ends with the container's processes: its connection goes quietly first.
+        self.settle_agent().await;
+        self.agent.close();
         lifecycle::stop(self).await
     }
 
     async fn resume(&self) -> Result<()> {
-        lifecycle::resume(self).await
+        lifecycle::resume(self).await?;
+        self.agent.reopen();
+        Ok(())
     }
 
     async fn start_exec(&self, spec: ExecSpec) -> Result<Box<dyn RunningExec>> {
+        if let Some(link) = self.agent.link().await {
+            let run = agent::AgentExec::start(&link, &self.docker, &self.container, &self.id, spec).await?;
+            return Ok(Box::new(run));
+        }
         if !matches!(self.stat(&spec.cwd).await?, Some(EntryKind::Dir | EntryKind::Symlink)) {
             return Err(Error::not_found(&self.id, "working directory", spec.cwd.to_string()));
         }
@@ -447,7 +521,10 @@ impl Engine for DockerEngine {
     }
 
     async fn upload_tar(&self, tar: ByteStream) -> Result<()> {
-        files::upload(self, tar).await
+        match self.agent.files_link().await {
+            Some(link) => agent::files::upload(&link, &self.id, self.spec.timeout, tar).await,
+            None => files::upload(self, tar).await,
+        }
     }
 
     async fn download_tar(&self, path: &SandboxPath) -> Result<ByteStream> {
@@ -455,19 +532,35 @@ impl Engine for DockerEngine {
     }
 
     async fn read_file(&self, path: &SandboxPath, limit: u64) -> Result<FileReader> {
-        files::read_file(self, path, limit).await
+        match self.agent.files_link().await {
+            Some(link) => agent::files::read_file(&link, &self.id, path, limit).await,
+            None => files::read_file(self, path, limit).await,
+        }
     }
 
     async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>> {
-        files::stat(self, path).await
+        match self.agent.files_link().await {
+            Some(link) => agent::files::stat(&link, path).await,
+            None => files::stat(self, path).await,
+        }
     }
 
     async fn remove(&self, path: &SandboxPath) -> Result<()> {
-        files::remove(self, path).await
+        match self.agent.files_link().await {
+            Some(link) => agent::files::remove(&link, &self.id, self.spec.timeout, path).await,
+            None => files::remove(self, path).await,
+        }
     }
 
     async fn list_dir(&self, path: &SandboxPath) -> Result<Vec<DirEntry>> {
-        files::list_dir(self, path).await
+        match self.agent.files_link().await {
+            Some(link) => agent::files::list_dir(&link, &self.id, path).await,
+            None => files::list_dir(self, path).await,
+        }
+    }
+
+    async fn agent_running(&self) -> bool {
+        self.agent.running().await
     }
 
     async fn fork(&self, new_id: &str) -> Result<Box<dyn Engine>> {
@@ -475,6 +568,7 @@ impl Engine for DockerEngine {
         labels.insert(LABEL_SANDBOX.into(), new_id.into());
         labels.insert(LABEL_OWNER.into(), self.spec.owner.clone());
         labels.insert(LABEL_HOST.into(), host_id().into());
+        self.settle_agent().await;
         // pause=true: a commit of a container whose processes keep writing must not be torn.
         let opts = CommitContainerOptionsBuilder::default()
             .container(&self.container)
@@ -487,14 +581,16 @@ impl Engine for DockerEngine {
             .commit_container(opts, ContainerConfig { labels: Some(labels), ..Default::default() })
             .await
             .map_err(|e| self.err("committing the fork snapshot", e))?;
-        let spec = Spec { image: snap.id.clone(), ..self.spec.clone() };
-        let (container, ports) = match start_container(&self.docker, &spec, new_id).await {
+        let mut spec = Spec { image: snap.id.clone(), ..self.spec.clone() };
+        let (container, ports, placement) = match start_with_agent(&self.docker, &mut spec, new_id).await {
             Ok(c) => c,
             Err(e) => {
                 let _ = remove_image(&self.docker, &snap.id).await;
                 return Err(e);
             }
         };
+        let agent = agent::AgentSlot::new(&self.docker, &container, new_id, placement);
+        agent.warm_up();
         Ok(Box::new(DockerEngine {
             warnings: Vec::new(),
             docker: self.docker.clone(),
@@ -505,6 +601,7 @@ impl Engine for DockerEngine {
             ports: Mutex::new(ports),
             recorded_env: BTreeMap::new(),
             execs: Default::default(),
+            agent,
         }))
     }
 
@@ -513,6 +610,7 @@ impl Engine for DockerEngine {
     }
 
     async fn close(&self) -> Result<()> {
+        self.agent.close();
         let t = std::time::Instant::now();
         if self.spec.disposable {
             // The slow part of a removal is deleting the files (thousands in a node_modules); the
@@ -522,6 +620,7 @@ impl Engine for DockerEngine {
             remove_container(&self.docker, &self.container).await.map_err(|e| self.err("removing the container", e))?;
         }
         tracing::debug!(sandbox = %self.id, ms = t.elapsed().as_millis() as u64, "docker: container ended");
+        agent::place::remove_socket_dir(&self.id);
         if self.spec.image.starts_with(snapshot::SNAPSHOTS_REPO) {
             // Made from a snapshot that may have been deleted while this sandbox used its image
             // (after a disposable kill the engine may still hold it: the next delete or sweep prunes).

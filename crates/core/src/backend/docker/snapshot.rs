@@ -50,6 +50,8 @@ fn image_env(record: &Record) -> Vec<String> {
 impl DockerEngine {
     /// Commits the container (paused, so a running command cannot tear it) as snapshot `record`.
     pub(crate) async fn take_snapshot(&self, mut record: Record) -> Result<Snapshot> {
+        // The commit pauses the container: an agent exec still being started would deadlock it.
+        self.settle_agent().await;
         let reference = image_ref(&record.snap.id);
         let opts = CommitContainerOptionsBuilder::default()
             .container(&self.container)

@@ -96,6 +96,12 @@ pub(super) async fn a_hostile_rm_cannot_hang_delete_file(h: Harness) {
     sb.write_file("victim.txt", "x").await.unwrap();
     replace_tool(&sb, "rm", "exec sleep 1000").await;
     let r = tokio::time::timeout(HANG, sb.delete_file("victim.txt")).await.expect("delete_file hung");
+    if sb.agent_running().await {
+        // The in-sandbox agent deletes by itself: the image's tools play no part.
+        r.unwrap();
+        assert!(!sb.exists("victim.txt").await.unwrap());
+        return sb.close().await.unwrap();
+    }
     let e = expect_code(r, ErrorCode::Timeout);
     assert!(e.to_string().contains("rm"), "{e}");
     assert!(sb.exists("victim.txt").await.unwrap());
@@ -109,6 +115,11 @@ pub(super) async fn a_hostile_stat_cannot_grow_a_listing_without_bound(h: Harnes
     sb.write_file("d/a.txt", "x").await.unwrap();
     replace_tool(&sb, "stat", "exec yes").await;
     let r = tokio::time::timeout(HANG, sb.list_directory("d")).await.expect("list_directory hung");
+    if sb.agent_running().await {
+        // The in-sandbox agent lists by itself: the image's tools play no part.
+        assert_eq!(r.unwrap().into_iter().map(|e| e.name).collect::<Vec<_>>(), ["a.txt"]);
+        return sb.close().await.unwrap();
+    }
     expect_code(r, ErrorCode::TooLarge);
     sb.close().await.unwrap();
 }
