@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest payload of one frame; a longer frame is a protocol error.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
 /// Bytes of file data or output a sender puts in one data frame.
@@ -182,6 +182,9 @@ pub enum ErrorKind {
     TooLarge,
     /// A write would replace a directory with a file or the other way round.
     Conflict,
+    /// Too many levels of symbolic links on the path (a link loop): the path, not the engine,
+    /// is at fault. Since protocol 2.
+    Loop,
     /// The request is malformed or unknown to this agent.
     BadRequest,
     /// Anything else (the message says what).

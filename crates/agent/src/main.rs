@@ -122,6 +122,7 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Reply {
 /// The reply for an I/O error on `what`.
 fn io_error(what: &str, e: &io::Error) -> Reply {
     let kind = match e.kind() {
+        _ if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => ErrorKind::Loop,
         IoKind::NotFound | IoKind::NotADirectory => ErrorKind::NotFound,
         IoKind::IsADirectory | IoKind::AlreadyExists | IoKind::DirectoryNotEmpty => ErrorKind::Conflict,
         _ => ErrorKind::Other,
@@ -271,11 +272,11 @@ fn serve(agent: &Arc<Agent>, id: u32, req: &Arc<Req>, request: Request, input: O
     let reply = match request {
         Request::Exec { argv, env, cwd, stdin: _, marker } => exec(agent, id, req, argv, env, cwd, marker, input),
         Request::Read { path, limit } => read(agent, id, req, &path, limit),
-        Request::Stat { path } => Reply::Stat {
-            entry: match fs::symlink_metadata(&path) {
-                Ok(m) => Some(entry(String::new(), &m)),
-                Err(_) => None,
-            },
+        Request::Stat { path } => match fs::symlink_metadata(&path) {
+            Ok(m) => Reply::Stat { entry: Some(entry(String::new(), &m)) },
+            Err(e) if matches!(e.kind(), IoKind::NotFound | IoKind::NotADirectory) => Reply::Stat { entry: None },
+            // A loop or a refusal on the way is not "nothing there": the host tells the user.
+            Err(e) => io_error(&format!("checking {path}"), &e),
         },
         Request::Remove { path } => remove(&path),
         Request::List { path, max } => list(agent, id, req, &path, max),

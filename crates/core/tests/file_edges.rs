@@ -200,8 +200,9 @@ async fn a_delete_the_container_refuses_says_why_and_keeps_the_file() {
     // Docker bind-mounts /etc/hostname into the container: `rm` gets EBUSY for it.
     let before = sb.read_file("/etc/hostname").await.unwrap();
     let e = expect_code(sb.delete_file("/etc/hostname").await, ErrorCode::EngineError);
-    assert!(e.to_string().contains("rm -rf /etc/hostname exited 1"), "the message says what failed: {e}");
-    assert!(e.to_string().contains("busy"), "and carries rm's reason: {e}");
+    // Through the agent or the Engine API's `rm`: the message names the path and the reason.
+    assert!(e.to_string().contains("/etc/hostname"), "the message says what failed: {e}");
+    assert!(e.to_string().to_lowercase().contains("busy"), "and carries the reason: {e}");
     assert_eq!(sb.read_file("/etc/hostname").await.unwrap(), before, "nothing was removed");
     sb.close().await.unwrap();
 }

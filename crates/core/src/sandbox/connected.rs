@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Sandbox, State};
+use super::Sandbox;
 use crate::backend;
 use crate::config::SandboxConfig;
 use crate::error::Result;
@@ -61,19 +61,12 @@ impl Sandbox {
     ) -> Result<Sandbox> {
         let cfg = config.resolve()?;
         super::check_id(id)?;
-        let (engine, mut env) = if stopped {
+        let (engine, env) = if stopped {
             backend::reattach_any(&cfg, id, resource_id).await?
         } else {
             backend::reattach(&cfg, id, resource_id).await?
         };
-        env.extend(cfg.env.clone());
-        let state = State { workdir: cfg.workdir.clone(), env };
-        let has_ca = cfg.ca.is_some();
-        let sb = Sandbox::from_parts(id.to_string(), Arc::from(engine), cfg, state, None);
-        if has_ca {
-            sb.set_ca_env();
-        }
-        sb.set_cache_env(&mut Vec::new());
+        let sb = Sandbox::from_reattached(id, engine, env, cfg);
         sb.detach();
         sb.inner.stopped.store(stopped, std::sync::atomic::Ordering::Release);
         let owned = Owned { owner, last_touch: std::sync::Mutex::new(Some(Instant::now())) };

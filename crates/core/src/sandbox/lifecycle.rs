@@ -3,9 +3,8 @@
 //! Calls on a stopped sandbox fail with `STOPPED` instead of failing somewhere in the engine.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use super::{Sandbox, State};
+use super::Sandbox;
 use crate::backend;
 use crate::config::SandboxConfig;
 use crate::error::{Error, Result};
@@ -78,15 +77,8 @@ impl Sandbox {
     pub async fn reattach_stopped(config: SandboxConfig, id: &str, resource_id: &str) -> Result<Sandbox> {
         let cfg = config.resolve()?;
         super::check_id(id)?;
-        let (engine, mut env) = backend::reattach_any(&cfg, id, resource_id).await?;
-        env.extend(cfg.env.clone());
-        let state = State { workdir: cfg.workdir.clone(), env };
-        let has_ca = cfg.ca.is_some();
-        let sb = Sandbox::from_parts(id.to_string(), Arc::from(engine), cfg, state, None);
-        if has_ca {
-            sb.set_ca_env();
-        }
-        sb.set_cache_env(&mut Vec::new());
+        let (engine, env) = backend::reattach_any(&cfg, id, resource_id).await?;
+        let sb = Sandbox::from_reattached(id, engine, env, cfg);
         sb.inner.engine.stop().await?;
         sb.inner.stopped.store(true, Ordering::Release);
         tracing::info!(sandbox = id, resource = resource_id, "stopped sandbox reattached");

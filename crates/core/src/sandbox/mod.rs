@@ -432,18 +432,28 @@ impl Sandbox {
     pub async fn reattach(config: SandboxConfig, id: &str, resource_id: &str) -> Result<Sandbox> {
         let cfg = config.resolve()?;
         check_id(id)?;
-        let (engine, mut env) = backend::reattach(&cfg, id, resource_id).await?;
-        // Values the config gives win over what the resource recorded.
+        let (engine, env) = backend::reattach(&cfg, id, resource_id).await?;
+        tracing::info!(sandbox = id, resource = resource_id, "sandbox reattached");
+        Ok(Sandbox::from_reattached(id, engine, env, cfg))
+    }
+
+    /// A handle on an engine resource taken back: the env it recorded with the config's values
+    /// winning, the config's workdir, and the CA and cache variables the config asks for.
+    pub(crate) fn from_reattached(
+        id: &str,
+        engine: Box<dyn crate::backend::Engine>,
+        mut env: std::collections::BTreeMap<String, String>,
+        cfg: crate::config::ResolvedConfig,
+    ) -> Sandbox {
         env.extend(cfg.env.clone());
         let state = State { workdir: cfg.workdir.clone(), env };
-        tracing::info!(sandbox = id, resource = resource_id, "sandbox reattached");
         let has_ca = cfg.ca.is_some();
         let sb = Sandbox::from_parts(id.to_string(), Arc::from(engine), cfg, state, None);
         if has_ca {
             sb.set_ca_env();
         }
         sb.set_cache_env(&mut Vec::new());
-        Ok(sb)
+        sb
     }
 
     /// An independent sandbox with the same files, env and workdir; changes in one never show in

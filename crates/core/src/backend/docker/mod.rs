@@ -540,7 +540,7 @@ impl Engine for DockerEngine {
 
     async fn stat(&self, path: &SandboxPath) -> Result<Option<EntryKind>> {
         match self.agent.files_link().await {
-            Some(link) => agent::files::stat(&link, path).await,
+            Some(link) => agent::files::stat(&link, &self.id, path).await,
             None => files::stat(self, path).await,
         }
     }

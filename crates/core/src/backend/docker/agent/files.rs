@@ -23,6 +23,8 @@ use crate::stream::{ByteStream, FileReader};
 fn failed(sandbox: &str, op: &str, what: &'static str, path: &SandboxPath, kind: ErrorKind, message: &str) -> Error {
     match kind {
         ErrorKind::NotFound => Error::not_found(sandbox, what, path.to_string()),
+        // As the Engine API path and the local backend say it.
+        ErrorKind::Loop => Error::invalid_path(path.to_string(), "too many levels of symbolic links"),
         ErrorKind::IsDir => Error::InvalidArgument(format!("sandbox {sandbox}: {path} is a directory, not a file")),
         ErrorKind::NotFile => Error::InvalidArgument(format!("sandbox {sandbox}: {path} is not a regular file")),
         ErrorKind::Conflict => Error::InvalidArgument(format!(
@@ -124,11 +126,13 @@ pub(crate) async fn read_file(link: &Arc<Link>, sandbox: &str, path: &SandboxPat
 }
 
 /// What is at `path`, not following a final symlink.
-pub(crate) async fn stat(link: &Arc<Link>, path: &SandboxPath) -> Result<Option<EntryKind>> {
+pub(crate) async fn stat(link: &Arc<Link>, sandbox: &str, path: &SandboxPath) -> Result<Option<EntryKind>> {
     let op = "checking a path";
     let mut call = link.call(&Request::Stat { path: path.to_string() })?;
     match call.next_within(op, QUICK).await? {
         Incoming::Reply(Reply::Stat { entry }) => Ok(entry.map(|e| kind(e.kind))),
+        // A path that cannot be looked at (a link loop on the way, no permission) is not "absent".
+        Incoming::Reply(Reply::Error { kind, message, .. }) => Err(failed(sandbox, op, "path", path, kind, &message)),
         other => Err(call.link().unexpected(op, &other)),
     }
 }
