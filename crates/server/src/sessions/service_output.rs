@@ -124,7 +124,14 @@ async fn follow_one(live: &Arc<Live>, slot: usize, path: &str, stream: OutputStr
         }
         split.flush(&logs);
     });
-    let cmd = format!("exec tail -c +{} -f {}", from + 1, quote(path));
+    // The follower may start before the service's wrapper made the record (an agent's exec is
+    // faster than the service's start): make it, so `tail` never gives up on a missing file.
+    let cmd = format!(
+        "mkdir -p {} && : >> {p} && exec tail -c +{} -f {p}",
+        quote(&record_dir(&live.sandbox)),
+        from + 1,
+        p = quote(path)
+    );
     let opts = ExecOptions::new().timeout(FOLLOW_LIFETIME).output(tx);
     if let Err(e) = live.sandbox.exec(&cmd, opts).await {
         tracing::debug!(sandbox = %live.sandbox.id(), path, "the service output follower ended: {e}");
