@@ -52,9 +52,21 @@ impl Sessions {
         }
     }
 
-    /// What a failed call on held session `id` answers: `SESSION_ENDED` (`engine_stopped`) when
-    /// the failure came from its container having stopped, else the failure itself.
+    /// What a failed call on held session `id` answers: `SESSION_ENDED` when a stop closed the
+    /// sandbox under the call, or (`engine_stopped`) when the failure came from its container
+    /// having stopped, else the failure itself.
     pub(super) async fn explain_failure(&self, id: &str, err: ApiError) -> ApiError {
+        if let ApiError::Sandbox(e) = &err {
+            if e.code() == ErrorCode::Closed && self.live(id).is_none() {
+                // A stop let go of the sandbox and closed it under this call: for the caller the
+                // session ended, as for a call that arrives a moment later.
+                let reason = match self.get(id).await {
+                    Ok(s) => s.ended_reason.unwrap_or_else(|| "stopping".into()),
+                    Err(_) => "stopping".into(),
+                };
+                return ApiError::SessionEnded { id: id.to_string(), reason };
+            }
+        }
         let worth_checking = match &err {
             ApiError::Sandbox(e) => !matches!(
                 e.code(),
