@@ -65,6 +65,9 @@ if [ "$coverage" = 1 ]; then
   echo "== line coverage per crate (cargo llvm-cov report --json --summary-only | scripts/coverage-table.py)"
   # --target: napi builds the Node addon for the host triple, into target/llvm-cov-target/<host>/debug;
   # the report then reads that directory as well as target/llvm-cov-target/debug.
+  # Floors guard against regressions. core measured 90.4% with ~26 lines of margin, and the chaos
+  # test's random schedule and the machine's timing move some of its error paths between runs, so
+  # its floor sits a point lower: CI must not go red on that noise (README, "Line coverage").
   cargo llvm-cov report --json --summary-only --target "$(rustc -vV | sed -n 's/^host: //p')" \
-    | python3 scripts/coverage-table.py --min core=90 --min store=90 --min server=90 --min bridge=90
+    | python3 scripts/coverage-table.py --min core=89 --min store=90 --min server=90 --min bridge=90
 fi
