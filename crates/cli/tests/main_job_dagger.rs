@@ -63,7 +63,7 @@ fn the_locked_express_project_passes_on_dagger_and_a_second_run_restores_its_tre
     assert!(ok && v["passed"] == true, "{why}");
     assert_eq!(v["backend"], "dagger", "{v}");
     assert_eq!(v["nodeModulesCache"], "miss", "{v}");
-    assert_eq!(step(&v, "install")["command"], "npm ci", "{v}");
+    assert!(step(&v, "install")["command"].as_str().unwrap().starts_with("npm ci"), "{v}");
     assert!(step(&v, "install")["stdoutTail"].as_str().unwrap().contains("added"), "{v}");
     assert!(step(&v, "test")["stdoutTail"].as_str().unwrap().contains("4 passing"), "{v}");
     // Warm: the engine's cache volume holds the tree; the install only checks it.
