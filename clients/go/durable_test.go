@@ -5,9 +5,10 @@ package daggersandbox
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -91,6 +92,10 @@ func stopDaemon(state string) {
 	if i < 0 {
 		return
 	}
-	pid := strings.TrimSpace(strings.SplitN(strings.SplitN(s[i+6:], ",", 2)[0], "}", 2)[0])
-	_ = exec.Command("kill", "-TERM", pid).Run()
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(strings.SplitN(s[i+6:], ",", 2)[0], "}", 2)[0]))
+	if err != nil || pid <= 0 {
+		return
+	}
+	// The syscall, by pid: never a shelled-out kill, which could misread a negative id.
+	_ = syscall.Kill(pid, syscall.SIGTERM)
 }

@@ -29,8 +29,13 @@ impl Drop for DaemonOf {
     fn drop(&mut self) {
         let Ok(info) = std::fs::read_to_string(self.0.join("daemon.json")) else { return };
         let pid = serde_json::from_str::<Value>(&info).unwrap()["pid"].as_i64().unwrap();
-        // Only the daemon this test's state dir started; it leaves its sandboxes, removed below.
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        // Only the daemon this test's state dir started, by its pid, with the syscall (never a
+        // shelled-out `kill`); it leaves its sandboxes, removed below.
+        if let Ok(pid) = i32::try_from(pid) {
+            if pid > 0 {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            }
+        }
     }
 }
 
