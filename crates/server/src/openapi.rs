@@ -429,8 +429,8 @@ pub fn document(templates: &[&str]) -> Value {
                     "type": "object", "required": ["status", "endedReason"],
                     "description": "the data of the stream's last event, `end`: the session's status at that moment",
                     "properties": {
-                        "status": {"enum": ["active", "paused", "terminated", "unknown"]},
-                        "endedReason": {"type": ["string", "null"], "enum": ["stopped", "expired", "lost", "failed", null]}
+                        "status": {"enum": ["active", "paused", "stopped", "terminated", "unknown"]},
+                        "endedReason": {"type": ["string", "null"], "enum": ["stopped", "expired", "lost", "failed", "engine_stopped", "abandoned", null]}
                     }
                 },
                 "LogEvent": {"oneOf": [sse_event("log", "LogLine"), sse_event("end", "LogEnd")]}

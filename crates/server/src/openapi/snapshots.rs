@@ -10,8 +10,9 @@ fn snapshot_ref() -> Value {
 }
 
 fn ref_param() -> Value {
-    json!({"name": "ref", "in": "path", "required": true, "schema": {"type": "string"},
-           "description": "a snapshot's id or name", "example": "snap-0123456789ab"})
+    // A blank reference (only whitespace) is INVALID_ARGUMENT, not a reference at all.
+    json!({"name": "ref", "in": "path", "required": true, "schema": {"type": "string", "pattern": "\\S"},
+           "description": "a snapshot's id or name (not blank)", "example": "snap-0123456789ab"})
 }
 
 /// A snapshot name: what the server accepts (1-64 of A-Z a-z 0-9 . _ -, not `snap-...`).
